@@ -1,0 +1,558 @@
+// Python bindings of the fastpad core: the only file that sees Python objects.
+//
+// Holding the GIL, it measures and validates the inputs (Python lists of ints, 1-D integer
+// buffers, flat values + offsets) and unboxes Python ints straight into the caller's output
+// buffers. Work over buffers alone (ragged sources, array rows, masks) runs with the GIL released.
+// fastpad::Error and the checks here become ValueError / TypeError / OverflowError / MemoryError
+// naming the field and the row.
+#include <Python.h>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "pack.hpp"
+
+namespace py = pybind11;
+using fastpad::Error;
+using fastpad::ErrorKind;
+using fastpad::Scalar;
+
+namespace {
+
+[[noreturn]] void fail(ErrorKind kind, const std::string& message) { throw Error(kind, message); }
+
+std::string type_name(PyObject* object) { return Py_TYPE(object)->tp_name; }
+
+// RAII owner of a Py_buffer.
+class Buffer {
+ public:
+  Buffer() = default;
+  Buffer(const Buffer&) = delete;
+  Buffer& operator=(const Buffer&) = delete;
+  Buffer(Buffer&& other) noexcept : view_(other.view_), held_(other.held_) { other.held_ = false; }
+  ~Buffer() {
+    if (held_) PyBuffer_Release(&view_);
+  }
+  // Returns false (with no Python error set) when `object` does not export a buffer.
+  bool acquire(PyObject* object, int flags) {
+    if (!PyObject_CheckBuffer(object)) return false;
+    if (PyObject_GetBuffer(object, &view_, flags) != 0) throw py::error_already_set();
+    held_ = true;
+    return true;
+  }
+  const Py_buffer& view() const { return view_; }
+
+ private:
+  Py_buffer view_{};
+  bool held_ = false;
+};
+
+// Maps a buffer-protocol format (native byte order only) to a Scalar.
+bool scalar_from_format(const char* format, Py_ssize_t itemsize, Scalar* type) {
+  if (format == nullptr) format = "B";
+  if (*format == '@' || *format == '=' || *format == '<') ++format;
+  if (format[0] == '\0' || format[1] != '\0') return false;
+  const char code = format[0];
+  if (code == '?') {
+    *type = Scalar::Bool;
+    return itemsize == 1;
+  }
+  const bool is_signed = code == 'b' || code == 'h' || code == 'i' || code == 'l' || code == 'q' || code == 'n';
+  const bool is_unsigned = code == 'B' || code == 'H' || code == 'I' || code == 'L' || code == 'Q' || code == 'N';
+  if (!is_signed && !is_unsigned) return false;
+  switch (itemsize) {
+    case 1: *type = is_signed ? Scalar::Int8 : Scalar::UInt8; return true;
+    case 2: *type = is_signed ? Scalar::Int16 : Scalar::UInt16; return true;
+    case 4: *type = is_signed ? Scalar::Int32 : Scalar::UInt32; return true;
+    case 8: *type = is_signed ? Scalar::Int64 : Scalar::UInt64; return true;
+    default: return false;
+  }
+}
+
+// A 1-D, C-contiguous integer buffer borrowed from a Python object.
+struct IntVector {
+  Buffer buffer;
+  const void* data = nullptr;
+  Scalar type = Scalar::Int64;
+  std::int64_t size = 0;
+};
+
+// Borrows a 1-D integer buffer from `object`; `role` names it in errors ("row 3 of 'input_ids'",
+// "values of 'input_ids'"). Non-contiguous arrays are rejected rather than copied behind the
+// caller's back. Returns false when the object exports no buffer at all.
+bool borrow_int_vector(PyObject* object, const std::string& role, IntVector* vector,
+                       bool allow_bool = false) {
+  if (!vector->buffer.acquire(object, PyBUF_RECORDS_RO)) return false;
+  const Py_buffer& view = vector->buffer.view();
+  if (view.ndim != 1) {
+    std::ostringstream message;
+    message << "fastpad: " << role << " is a " << view.ndim
+            << "-D array; expected a 1-D array of token ids (nesting too deep)";
+    fail(ErrorKind::Value, message.str());
+  }
+  if (!scalar_from_format(view.format, view.itemsize, &vector->type) ||
+      (vector->type == Scalar::Bool && !allow_bool)) {
+    std::ostringstream message;
+    message << "fastpad: " << role << " has element format '" << (view.format ? view.format : "B")
+            << "'; expected an integer array (bool and float arrays are not token ids)";
+    fail(ErrorKind::Type, message.str());
+  }
+  if (view.strides != nullptr && view.shape[0] > 1 && view.strides[0] != view.itemsize) {
+    fail(ErrorKind::Value, "fastpad: " + role + " is not contiguous; pass a contiguous array");
+  }
+  vector->data = view.buf;
+  vector->size = view.shape[0];
+  return true;
+}
+
+// Rows that are not lists, tuples or buffers but convert through numpy (torch tensors, array-likes
+// with __array__) are converted once with numpy.asarray.
+py::object as_array_or_none(PyObject* row) {
+  if (PyObject_HasAttrString(row, "__array__") || PyObject_HasAttrString(row, "__array_interface__")) {
+    return py::module_::import("numpy").attr("asarray")(py::handle(row));
+  }
+  return py::none();
+}
+
+std::string row_role(const std::string& field, Py_ssize_t row) {
+  return "row " + std::to_string(row) + " of '" + field + "'";
+}
+
+[[noreturn]] void bad_row(const std::string& field, Py_ssize_t row, PyObject* object) {
+  std::ostringstream message;
+  message << "fastpad: " << row_role(field, row) << " is a " << type_name(object)
+          << "; expected a list/tuple of ints or a 1-D integer array";
+  fail(ErrorKind::Type, message.str());
+}
+
+// Unboxes one token; bools, floats, None and strings are rejected (a bool is an int in Python but
+// never a token id).
+std::int64_t unbox(PyObject* item, const std::string& field, Py_ssize_t row, Py_ssize_t column) {
+  if (PyLong_CheckExact(item) || (PyLong_Check(item) && !PyBool_Check(item))) {
+    int overflow = 0;
+    const long long value = PyLong_AsLongLongAndOverflow(item, &overflow);
+    if (overflow != 0) {
+      std::ostringstream message;
+      message << "fastpad: " << row_role(field, row) << ": value at position " << column
+              << " does not fit int64";
+      fail(ErrorKind::Overflow, message.str());
+    }
+    return value;
+  }
+  const bool is_sequence = PyList_Check(item) || PyTuple_Check(item);
+  if (!PyBool_Check(item) && !is_sequence && !PyFloat_Check(item) && PyIndex_Check(item)) {
+    // numpy / torch integer scalars.
+    py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(item));
+    if (!index) throw py::error_already_set();
+    return unbox(index.ptr(), field, row, column);
+  }
+  std::ostringstream message;
+  message << "fastpad: " << row_role(field, row) << ": token at position " << column << " is ";
+  if (is_sequence || PyObject_CheckBuffer(item)) {
+    message << "a " << type_name(item) << "; rows must be flat sequences of ints (nesting too deep)";
+  } else {
+    message << "a " << type_name(item) << " (" << py::repr(item).cast<std::string>()
+            << "); token ids must be ints";
+  }
+  fail(ErrorKind::Type, message.str());
+}
+
+// One field of a batch as the Python layer hands it over.
+struct Field {
+  std::string name;
+  py::object rows;     // list/tuple of rows (kind == 0)
+  IntVector values;    // ragged values (kind == 1)
+  IntVector offsets;   // ragged offsets (kind == 1)
+  bool ragged = false;
+  fastpad::RaggedView view{};
+};
+
+void parse_field(const py::handle& spec, Field* field) {
+  auto item = spec.cast<py::tuple>();
+  field->name = item[0].cast<std::string>();
+  const int kind = item[1].cast<int>();
+  if (kind == 0) {
+    field->rows = py::reinterpret_borrow<py::object>(item[2]);
+    if (!PyList_Check(field->rows.ptr()) && !PyTuple_Check(field->rows.ptr())) {
+      fail(ErrorKind::Type, "fastpad: the rows of '" + field->name + "' must be a list or tuple");
+    }
+    return;
+  }
+  field->ragged = true;
+  if (!borrow_int_vector(item[2].ptr(), "values of '" + field->name + "'", &field->values)) {
+    fail(ErrorKind::Type, "fastpad: values of '" + field->name + "' must be a 1-D integer array");
+  }
+  if (!borrow_int_vector(item[3].ptr(), "offsets of '" + field->name + "'", &field->offsets)) {
+    fail(ErrorKind::Type, "fastpad: offsets of '" + field->name + "' must be a 1-D integer array");
+  }
+  if (field->offsets.size < 1) {
+    fail(ErrorKind::Value, "fastpad: offsets of '" + field->name + "' must hold at least one entry (0)");
+  }
+  if (field->offsets.type != Scalar::Int32 && field->offsets.type != Scalar::Int64 &&
+      field->offsets.type != Scalar::UInt32 && field->offsets.type != Scalar::UInt64) {
+    fail(ErrorKind::Type, "fastpad: offsets of '" + field->name + "' must be int32 or int64");
+  }
+  field->view = fastpad::RaggedView{field->values.data, field->values.type, field->values.size,
+                                    field->offsets.data, field->offsets.type,
+                                    field->offsets.size - 1};
+}
+
+Py_ssize_t field_rows(const Field& field) {
+  return field.ragged ? static_cast<Py_ssize_t>(field.view.rows) : PySequence_Fast_GET_SIZE(field.rows.ptr());
+}
+
+// Length of every row of a list field; array rows are validated here.
+void list_lengths(const Field& field, std::int64_t* lengths) {
+  PyObject* rows = field.rows.ptr();
+  const Py_ssize_t count = PySequence_Fast_GET_SIZE(rows);
+  PyObject** items = PySequence_Fast_ITEMS(rows);
+  for (Py_ssize_t row = 0; row < count; ++row) {
+    PyObject* object = items[row];
+    if (PyList_Check(object) || PyTuple_Check(object)) {
+      lengths[row] = PySequence_Fast_GET_SIZE(object);
+      continue;
+    }
+    IntVector vector;
+    if (borrow_int_vector(object, row_role(field.name, row), &vector)) {
+      lengths[row] = vector.size;
+      continue;
+    }
+    py::object array = as_array_or_none(object);
+    if (array.is_none() || !borrow_int_vector(array.ptr(), row_role(field.name, row), &vector)) {
+      bad_row(field.name, row, object);
+    }
+    lengths[row] = vector.size;
+  }
+}
+
+fastpad::Padding padding_from(int code) {
+  switch (code) {
+    case 0: return fastpad::Padding::Longest;
+    case 1: return fastpad::Padding::MaxLength;
+    case 2: return fastpad::Padding::DoNotPad;
+    default: fail(ErrorKind::Value, "fastpad: unknown padding strategy");
+  }
+}
+
+// measure(fields, padding, max_length, truncate, multiple_of) -> (lengths, width)
+// Row lengths of the batch (every field must agree row by row) and the output width.
+py::tuple measure(const py::list& specs, int padding, std::int64_t max_length, bool truncate,
+                  std::int64_t multiple_of) {
+  if (specs.empty()) fail(ErrorKind::Value, "fastpad: no ragged field to pad");
+  std::vector<std::unique_ptr<Field>> fields;
+  for (const auto& spec : specs) {
+    fields.push_back(std::make_unique<Field>());
+    parse_field(spec, fields.back().get());
+  }
+  const Py_ssize_t rows = field_rows(*fields[0]);
+  py::array_t<std::int64_t> lengths(rows);
+  std::int64_t* first = lengths.mutable_data();
+  std::vector<std::int64_t> other;
+  for (std::size_t index = 0; index < fields.size(); ++index) {
+    const Field& field = *fields[index];
+    if (field_rows(field) != rows) {
+      std::ostringstream message;
+      message << "fastpad: field '" << field.name << "' has " << field_rows(field)
+              << " rows but '" << fields[0]->name << "' has " << rows;
+      fail(ErrorKind::Value, message.str());
+    }
+    std::int64_t* target = first;
+    if (index > 0) {
+      other.assign(static_cast<std::size_t>(rows), 0);
+      target = other.data();
+    }
+    if (field.ragged) {
+      fastpad::ragged_lengths(field.view, target, field.name.c_str());
+    } else {
+      list_lengths(field, target);
+    }
+    if (index > 0) {
+      for (Py_ssize_t row = 0; row < rows; ++row) {
+        if (other[row] != first[row]) {
+          std::ostringstream message;
+          message << "fastpad: row " << row << " has " << first[row] << " tokens in '"
+                  << fields[0]->name << "' but " << other[row] << " in '" << field.name
+                  << "'; every field of a row must have the same length";
+          fail(ErrorKind::Value, message.str());
+        }
+      }
+    }
+  }
+  fastpad::PadOptions options;
+  options.padding = padding_from(padding);
+  options.max_length = max_length;
+  options.truncate = truncate;
+  options.multiple_of = multiple_of;
+  const std::int64_t width = fastpad::output_width(first, rows, options);
+  return py::make_tuple(lengths, width);
+}
+
+// A writeable, C-contiguous [rows, width] output buffer; never converted or copied.
+fastpad::Column borrow_output(PyObject* object, Buffer* buffer, const std::string& field,
+                              Py_ssize_t rows, std::int64_t width) {
+  if (!buffer->acquire(object, PyBUF_RECORDS)) {
+    fail(ErrorKind::Type, "fastpad: the output for '" + field + "' must be a writeable array");
+  }
+  const Py_buffer& view = buffer->view();
+  Scalar type;
+  if (!scalar_from_format(view.format, view.itemsize, &type)) {
+    fail(ErrorKind::Type, "fastpad: the output for '" + field + "' must have an integer or bool dtype");
+  }
+  if (view.ndim != 2 || view.shape[0] != rows || view.shape[1] != width) {
+    std::ostringstream message;
+    message << "fastpad: the output for '" << field << "' must have shape [" << rows << ", "
+            << width << "]";
+    fail(ErrorKind::Value, message.str());
+  }
+  if (!PyBuffer_IsContiguous(&view, 'C')) {
+    fail(ErrorKind::Value, "fastpad: the output for '" + field + "' must be C-contiguous");
+  }
+  return fastpad::Column{view.buf, type, rows, width};
+}
+
+// Buffer-backed work done with the GIL released.
+struct ArrayRow {
+  std::size_t column;  // index into outputs
+  std::int64_t row;
+  const void* data;
+  Scalar type;
+  std::int64_t length;
+  std::int64_t pad_value;
+  const char* field;
+};
+
+void write_list_field(const Field& field, const fastpad::Column& out,
+                      const fastpad::Geometry& geometry, std::int64_t pad_value,
+                      std::size_t column, std::vector<IntVector>* borrowed,
+                      std::vector<ArrayRow>* array_rows) {
+  if (!fastpad::value_fits(pad_value, out.type)) {
+    std::ostringstream message;
+    message << "fastpad: pad value " << pad_value << " for '" << field.name << "' does not fit "
+            << fastpad::scalar_name(out.type);
+    fail(ErrorKind::Overflow, message.str());
+  }
+  PyObject* rows = field.rows.ptr();
+  const Py_ssize_t count = PySequence_Fast_GET_SIZE(rows);
+  PyObject** items = PySequence_Fast_ITEMS(rows);
+  const std::int64_t lo = fastpad::scalar_min(out.type);
+  const std::int64_t hi = fastpad::scalar_max(out.type);
+  for (Py_ssize_t row = 0; row < count; ++row) {
+    PyObject* object = items[row];
+    if (PyList_Check(object) || PyTuple_Check(object)) {
+      const Py_ssize_t length = PySequence_Fast_GET_SIZE(object);
+      PyObject** tokens = PySequence_Fast_ITEMS(object);
+      const fastpad::Placement placement = fastpad::place(geometry, length);
+      fastpad::write_row_padding(out, geometry, row, length, pad_value);
+      auto next = [&](std::int64_t i) {
+        return unbox(tokens[placement.src_begin + i], field.name, row, placement.src_begin + i);
+      };
+      std::int64_t bad_value = 0;
+      std::int64_t written = placement.count;
+      const std::int64_t start = row * out.width + placement.dst_begin;
+      switch (out.type) {
+        case Scalar::Int64:
+          written = fastpad::write_values(static_cast<std::int64_t*>(out.data) + start,
+                                          placement.count, lo, hi, next, &bad_value);
+          break;
+        case Scalar::Int32:
+          written = fastpad::write_values(static_cast<std::int32_t*>(out.data) + start,
+                                          placement.count, lo, hi, next, &bad_value);
+          break;
+        default:
+          for (std::int64_t i = 0; i < placement.count; ++i) {
+            const std::int64_t value = next(i);
+            if (!fastpad::store_value(out, row, placement.dst_begin + i, value)) {
+              bad_value = value;
+              written = i;
+              break;
+            }
+          }
+      }
+      if (written != placement.count) {
+        fail(ErrorKind::Overflow,
+             fastpad::overflow_message(field.name.c_str(), row, bad_value, out.type));
+      }
+      continue;
+    }
+    IntVector vector;
+    py::object converted;
+    if (!borrow_int_vector(object, row_role(field.name, row), &vector)) {
+      converted = as_array_or_none(object);
+      if (converted.is_none() ||
+          !borrow_int_vector(converted.ptr(), row_role(field.name, row), &vector)) {
+        bad_row(field.name, row, object);
+      }
+    }
+    if (converted) {
+      // Converted rows are written now: their temporary array dies with this iteration.
+      fastpad::write_row(out, geometry, row, vector.data, vector.type, vector.size, pad_value,
+                         field.name.c_str());
+      continue;
+    }
+    array_rows->push_back(ArrayRow{column, row, vector.data, vector.type, vector.size, pad_value,
+                                   field.name.c_str()});
+    borrowed->push_back(std::move(vector));
+  }
+}
+
+// Runs fn(row_begin, row_end) over [0, rows) on up to `threads` threads (the calling one
+// included). Exceptions from workers are rethrown on the calling thread, first one wins.
+template <class Fn>
+void parallel_rows(std::int64_t rows, int threads, Fn&& fn) {
+  if (threads <= 1 || rows < 2) {
+    fn(std::int64_t{0}, rows);
+    return;
+  }
+  const std::int64_t chunks = std::min<std::int64_t>(threads, rows);
+  std::vector<std::thread> workers;
+  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(chunks));
+  auto run = [&](std::int64_t chunk) {
+    try {
+      fn(rows * chunk / chunks, rows * (chunk + 1) / chunks);
+    } catch (...) {
+      errors[static_cast<std::size_t>(chunk)] = std::current_exception();
+    }
+  };
+  for (std::int64_t chunk = 1; chunk < chunks; ++chunk) workers.emplace_back(run, chunk);
+  run(0);
+  for (auto& worker : workers) worker.join();
+  for (auto& error : errors) {
+    if (error) std::rethrow_exception(error);
+  }
+}
+
+// pack(fields, outputs, pad_values, lengths, mask, width, keep_limit, pad_left, truncate_left,
+//      threads): writes every field and the mask into the caller's buffers.
+void pack(const py::list& specs, const py::list& outputs, const std::vector<std::int64_t>& pad_values,
+          const py::array_t<std::int64_t, 0>& lengths_array, const py::object& mask,
+          std::int64_t width, std::int64_t keep_limit, bool pad_left, bool truncate_left,
+          int threads) {
+  const std::size_t count = specs.size();
+  if (outputs.size() != count || pad_values.size() != count) {
+    fail(ErrorKind::Value, "fastpad: fields, outputs and pad_values must have the same length");
+  }
+  IntVector lengths;
+  if (!borrow_int_vector(lengths_array.ptr(), "lengths", &lengths) || lengths.type != Scalar::Int64) {
+    fail(ErrorKind::Type, "fastpad: lengths must be a 1-D int64 array");
+  }
+  const auto* row_lengths = static_cast<const std::int64_t*>(lengths.data);
+  const Py_ssize_t rows = static_cast<Py_ssize_t>(lengths.size);
+  fastpad::Geometry geometry{width, keep_limit, pad_left, truncate_left};
+  // Placement assumes every kept row fits the width; measure() guarantees it, re-checked here
+  // because these buffers come from the caller.
+  for (Py_ssize_t row = 0; row < rows; ++row) {
+    if (row_lengths[row] < 0 || fastpad::place(geometry, row_lengths[row]).count > width) {
+      fail(ErrorKind::Value, "fastpad: row " + std::to_string(row) + " does not fit the width");
+    }
+  }
+
+  std::vector<std::unique_ptr<Field>> fields;
+  std::vector<Buffer> output_buffers(count);
+  std::vector<fastpad::Column> columns;
+  for (std::size_t index = 0; index < count; ++index) {
+    fields.push_back(std::make_unique<Field>());
+    parse_field(specs[index], fields.back().get());
+    if (field_rows(*fields.back()) != rows) {
+      fail(ErrorKind::Value, "fastpad: field '" + fields.back()->name + "' does not match lengths");
+    }
+    columns.push_back(borrow_output(outputs[index].ptr(), &output_buffers[index],
+                                    fields.back()->name, rows, width));
+  }
+  Buffer mask_buffer;
+  fastpad::Column mask_column{nullptr, Scalar::Int64, 0, 0};
+  if (!mask.is_none()) {
+    mask_column = borrow_output(mask.ptr(), &mask_buffer, "attention_mask", rows, width);
+  }
+
+  // Python lists need the GIL: unbox them now. Array rows are only borrowed here.
+  std::vector<IntVector> borrowed;
+  std::vector<ArrayRow> array_rows;
+  for (std::size_t index = 0; index < count; ++index) {
+    const Field& field = *fields[index];
+    if (field.ragged) {
+      // Offsets were validated by measure() on this same object; re-validate cheaply since
+      // reading past the values would be memory-unsafe.
+      std::vector<std::int64_t> check(static_cast<std::size_t>(rows));
+      fastpad::ragged_lengths(field.view, check.data(), field.name.c_str());
+      for (Py_ssize_t row = 0; row < rows; ++row) {
+        if (check[row] != row_lengths[row]) {
+          fail(ErrorKind::Value, "fastpad: offsets of '" + field.name + "' do not match lengths");
+        }
+      }
+      continue;
+    }
+    write_list_field(field, columns[index], geometry, pad_values[index], index, &borrowed,
+                     &array_rows);
+  }
+  for (const ArrayRow& row : array_rows) {
+    if (row.length != row_lengths[row.row]) {
+      fail(ErrorKind::Value, "fastpad: row " + std::to_string(row.row) + " changed length");
+    }
+  }
+
+  // Safe without the GIL: everything below reads and writes only buffers that the objects held
+  // by `fields`, `borrowed`, `output_buffers` and `mask_buffer` keep alive and exported until
+  // this function returns; no Python object is touched.
+  py::gil_scoped_release release;
+  parallel_rows(rows, threads, [&](std::int64_t row_begin, std::int64_t row_end) {
+    for (std::size_t index = 0; index < count; ++index) {
+      if (fields[index]->ragged) {
+        fastpad::write_ragged(columns[index], geometry, fields[index]->view, pad_values[index],
+                              row_begin, row_end, fields[index]->name.c_str());
+      }
+    }
+    if (mask_column.data != nullptr) {
+      fastpad::write_mask(mask_column, geometry, row_lengths, row_begin, row_end);
+    }
+  });
+  for (const ArrayRow& row : array_rows) {
+    fastpad::write_row(columns[row.column], geometry, row.row, row.data, row.type, row.length,
+                       row.pad_value, row.field);
+  }
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, module) {
+  module.doc() = "fastpad C++ core: ragged integer rows into padded buffers";
+
+  py::register_exception_translator([](std::exception_ptr pointer) {
+    try {
+      if (pointer) std::rethrow_exception(pointer);
+    } catch (const Error& error) {
+      PyObject* type = PyExc_ValueError;
+      switch (error.kind()) {
+        case ErrorKind::Type: type = PyExc_TypeError; break;
+        case ErrorKind::Overflow: type = PyExc_OverflowError; break;
+        case ErrorKind::Memory: type = PyExc_MemoryError; break;
+        case ErrorKind::Value: break;
+      }
+      PyErr_SetString(type, error.what());
+    }
+  });
+
+  module.def("measure", &measure, py::arg("fields"), py::arg("padding"), py::arg("max_length"),
+             py::arg("truncate"), py::arg("multiple_of"),
+             "Row lengths of a batch (fields must agree row by row) and the padded width.");
+  module.def("pack", &pack, py::arg("fields"), py::arg("outputs"), py::arg("pad_values"),
+             py::arg("lengths"), py::arg("mask"), py::arg("width"), py::arg("keep_limit"),
+             py::arg("pad_left"), py::arg("truncate_left"), py::arg("threads") = 1,
+             "Write every field and the attention mask into the given [rows, width] buffers.");
+  module.def(
+      "checked_cells",
+      [](std::int64_t rows, std::int64_t width, int itemsize) {
+        const Scalar type = itemsize == 1 ? Scalar::Int8 : itemsize == 2 ? Scalar::Int16 : itemsize == 4 ? Scalar::Int32 : Scalar::Int64;
+        return fastpad::checked_cells(rows, width, type);
+      },
+      py::arg("rows"), py::arg("width"), py::arg("itemsize"),
+      "rows * width, or MemoryError when a buffer of that many cells cannot exist.");
+  module.def("hardware_threads", []() { return static_cast<int>(std::thread::hardware_concurrency()); },
+             "Number of hardware threads (0 when unknown).");
+}

@@ -1,0 +1,26 @@
+"""fastpad: ragged batches of token ids to padded tensors and attention masks, in one C++ pass.
+
+>>> import fastpad
+>>> batch = fastpad.pad([[101, 7592, 102], [101, 102]], pad_token_id=0, return_tensors="np")
+>>> batch["attention_mask"].tolist()
+[[1, 1, 1], [1, 1, 0]]
+"""
+
+from __future__ import annotations
+
+try:
+    from . import _core
+except ImportError as error:  # pragma: no cover - only without a built extension
+    raise ImportError(
+        "fastpad's C++ extension (fastpad._core) is not built. Install the package with "
+        "`pip install .` (or `pip install --no-build-isolation -Ceditable.rebuild=true -ve .` "
+        "for development) from the repository root."
+    ) from error
+
+from ._batch import Batch
+from ._pad import default_threads, pad
+from ._ragged import Ragged
+
+__version__ = "0.1.0"
+
+__all__ = ["Batch", "Ragged", "__version__", "_core", "default_threads", "pad"]

@@ -1,0 +1,28 @@
+"""Type stub of the C++ extension; tests/test_stub.py keeps it in sync with the module."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+def measure(
+    fields: list[tuple[Any, ...]],
+    padding: int,
+    max_length: int,
+    truncate: bool,
+    multiple_of: int,
+) -> tuple[npt.NDArray[np.int64], int]: ...
+def pack(
+    fields: list[tuple[Any, ...]],
+    outputs: list[Any],
+    pad_values: list[int],
+    lengths: npt.NDArray[np.int64],
+    mask: Any | None,
+    width: int,
+    keep_limit: int,
+    pad_left: bool,
+    truncate_left: bool,
+    threads: int = 1,
+) -> None: ...
+def checked_cells(rows: int, width: int, itemsize: int) -> int: ...
+def hardware_threads() -> int: ...

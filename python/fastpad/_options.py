@@ -1,0 +1,381 @@
+"""Argument checking and input normalization shared by `fastpad.pad` and `fastpad.reference`.
+
+Both paths resolve their options and inputs here, so they differ only in how they write the
+padded cells: C++ into preallocated buffers, or pure Python lists and ``torch.tensor``.
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from ._ragged import Ragged
+
+__all__ = [
+    "DEFAULT_PAD_VALUES",
+    "Field",
+    "Inputs",
+    "PadOptions",
+    "normalize_inputs",
+    "resolve_options",
+]
+
+# Pad values transformers uses for the fields it knows (`PreTrainedTokenizerBase._pad`).
+DEFAULT_PAD_VALUES: dict[str, int] = {"special_tokens_mask": 1, "attention_mask": 0}
+_MASK_DTYPES = ("bool", "int8", "int32", "int64")
+_ID_DTYPES = ("int32", "int64")
+_PADDING = {"longest": 0, "max_length": 1, "do_not_pad": 2}
+# transformers' VERY_LARGE_INTEGER: a tokenizer without a real length limit.
+_NO_LIMIT = int(1e29)
+
+RowsKind = Literal["rows", "ragged", "scalars"]
+
+
+@dataclass(frozen=True)
+class PadOptions:
+    """Checked options of one `pad` call."""
+
+    padding: int  # 0 longest, 1 max_length, 2 do_not_pad (codes of _core.measure)
+    max_length: int  # -1: none
+    truncate: bool
+    multiple_of: int  # 0: none
+    pad_left: bool
+    truncate_left: bool
+    return_attention_mask: bool
+    return_tensors: str  # "pt" or "np"
+    dtype: str  # "int64" | "int32"
+    mask_dtype: str  # "bool" | "int8" | "int32" | "int64"
+    pin_memory: bool
+    pad_values: Mapping[str, int]
+    main_key: str
+
+
+@dataclass
+class Field:
+    """One input field: a list of rows, a `Ragged`, or per-example scalars."""
+
+    kind: RowsKind
+    data: Any  # list/tuple of rows | Ragged | list of scalars
+
+
+@dataclass
+class Inputs:
+    """A batch as an ordered mapping of field name to `Field`."""
+
+    fields: dict[str, Field]
+    rows: int
+
+
+def _strategy(value: Any, name: str, allowed: dict[str, Any]) -> Any:
+    # transformers' PaddingStrategy / TruncationStrategy are str enums.
+    key = getattr(value, "value", value)
+    if isinstance(key, str) and key in allowed:
+        return allowed[key]
+    raise ValueError(f"fastpad.pad: unknown {name}={value!r}; expected one of {sorted(allowed)}")
+
+
+def _side(value: Any, name: str, default: str) -> bool:
+    side = default if value is None else value
+    if side not in ("left", "right"):
+        raise ValueError(f"fastpad.pad: {name} must be 'left' or 'right', got {value!r}")
+    return bool(side == "left")
+
+
+def _int_option(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"fastpad.pad: {name} must be an int, got {type(value).__name__}")
+    return int(value)
+
+
+def _dtype_name(value: Any, name: str, allowed: tuple[str, ...]) -> str:
+    if value is None:
+        return "int64"
+    if value is bool:
+        text = "bool"
+    else:
+        text = str(value).removeprefix("torch.")
+        try:
+            text = np.dtype(text).name
+        except TypeError:
+            pass
+    if text not in allowed:
+        raise ValueError(f"fastpad.pad: {name} must be one of {list(allowed)}, got {value!r}")
+    return text
+
+
+@functools.cache
+def accelerator_available() -> bool:
+    """True when torch sees a CUDA (or other) accelerator whose tensors can use pinned memory."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return bool(accelerator.is_available())
+    return bool(torch.cuda.is_available())
+
+
+def resolve_options(
+    *,
+    tokenizer: Any,
+    padding: Any,
+    max_length: Any,
+    truncation: Any,
+    pad_to_multiple_of: Any,
+    padding_side: Any,
+    truncation_side: Any,
+    return_attention_mask: Any,
+    return_tensors: Any,
+    pad_token_id: Any,
+    pad_values: Any,
+    dtype: Any,
+    mask_dtype: Any,
+    pin_memory: Any,
+    fields: Sequence[str],
+) -> PadOptions:
+    """Check every option of `fastpad.pad` and fill defaults from the tokenizer."""
+    if padding is True:
+        padding_code = _PADDING["longest"]
+    elif padding is False:
+        padding_code = _PADDING["do_not_pad"]
+    else:
+        padding_code = _strategy(padding, "padding", _PADDING)
+    if truncation is None or truncation is False:
+        truncate = False
+    elif truncation is True:
+        truncate = True
+    else:
+        truncate = _strategy(
+            truncation, "truncation", {"longest_first": True, "only_first": True,
+                                       "do_not_truncate": False}
+        )
+    length = _int_option(max_length, "max_length")
+    if length is not None and length < 0:
+        raise ValueError(f"fastpad.pad: max_length must be >= 0, got {length}")
+    multiple = _int_option(pad_to_multiple_of, "pad_to_multiple_of")
+    if multiple is not None and multiple <= 0:
+        raise ValueError(f"fastpad.pad: pad_to_multiple_of must be > 0, got {multiple}")
+    model_limit = getattr(tokenizer, "model_max_length", None) if tokenizer is not None else None
+    if length is None and (truncate or padding_code == _PADDING["max_length"]):
+        # Like transformers: the tokenizer's model_max_length stands in for a missing max_length.
+        if isinstance(model_limit, int) and 0 < model_limit < _NO_LIMIT:
+            length = model_limit
+        elif truncate:
+            raise ValueError("fastpad.pad: truncation=True needs max_length")
+        else:
+            raise ValueError("fastpad.pad: padding='max_length' needs max_length")
+
+    pad_left = _side(padding_side, "padding_side", getattr(tokenizer, "padding_side", "right"))
+    truncate_left = _side(
+        truncation_side, "truncation_side", getattr(tokenizer, "truncation_side", "right")
+    )
+    if return_tensors not in ("pt", "np"):
+        raise ValueError(f"fastpad.pad: return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+    if return_attention_mask is None:
+        names = getattr(tokenizer, "model_input_names", None) if tokenizer is not None else None
+        return_attention_mask = names is None or "attention_mask" in names
+
+    main_key = "input_ids"
+    if tokenizer is not None:
+        main_key = tokenizer.model_input_names[0]
+    values: dict[str, int] = dict(DEFAULT_PAD_VALUES)
+    if tokenizer is not None:
+        values["token_type_ids"] = int(tokenizer.pad_token_type_id)
+        if tokenizer.pad_token_id is not None:
+            values[main_key] = int(tokenizer.pad_token_id)
+    else:
+        values["token_type_ids"] = 0
+    if pad_values is not None:
+        if not isinstance(pad_values, Mapping):
+            raise TypeError("fastpad.pad: pad_values must be a mapping of field name to int")
+        for key, value in pad_values.items():
+            checked = _int_option(value, f"pad_values[{key!r}]")
+            assert checked is not None
+            values[str(key)] = checked
+    explicit_id = _int_option(pad_token_id, "pad_token_id")
+    if explicit_id is not None:
+        if pad_values is not None and main_key in pad_values and pad_values[main_key] != explicit_id:
+            raise ValueError(
+                f"fastpad.pad: pad_token_id={explicit_id} and pad_values[{main_key!r}]="
+                f"{pad_values[main_key]} disagree"
+            )
+        values[main_key] = explicit_id
+    if main_key in fields and main_key not in values:
+        if tokenizer is not None:
+            raise ValueError(
+                "fastpad.pad: the tokenizer has no pad token; set tokenizer.pad_token or pass "
+                "pad_token_id"
+            )
+        raise ValueError(
+            "fastpad.pad: pad_token_id is required without a tokenizer (a wrong pad id silently "
+            "changes models that derive positions from it)"
+        )
+
+    if pin_memory is None:
+        pin = return_tensors == "pt" and accelerator_available()
+    elif pin_memory:
+        if return_tensors != "pt":
+            raise ValueError("fastpad.pad: pin_memory=True needs return_tensors='pt'")
+        if not accelerator_available():
+            raise RuntimeError(
+                "fastpad.pad: pin_memory=True but torch sees no accelerator to pin memory for"
+            )
+        pin = True
+    else:
+        pin = False
+
+    return PadOptions(
+        padding=padding_code,
+        max_length=-1 if length is None else length,
+        truncate=truncate,
+        multiple_of=0 if multiple is None else multiple,
+        pad_left=pad_left,
+        truncate_left=truncate_left,
+        return_attention_mask=bool(return_attention_mask),
+        return_tensors=return_tensors,
+        dtype=_dtype_name(dtype, "dtype", _ID_DTYPES),
+        mask_dtype=_dtype_name(mask_dtype, "mask_dtype", _MASK_DTYPES),
+        pin_memory=pin,
+        pad_values=values,
+        main_key=main_key,
+    )
+
+
+def _is_token(value: Any) -> bool:
+    """An int-like scalar (Python int, numpy integer, 0-d integer array/tensor), never a bool."""
+    if isinstance(value, bool | np.bool_):
+        return False
+    if isinstance(value, numbers.Integral):
+        return True
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    return shape == () and dtype is not None and "int" in str(dtype)
+
+
+def _is_scalar(value: Any) -> bool:
+    return _is_token(value) or isinstance(value, numbers.Number) or (
+        getattr(value, "shape", None) == () and getattr(value, "dtype", None) is not None
+    )
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, Ragged)
+
+
+def _two_d_as_ragged(array: Any, key: str) -> Ragged:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    array = np.ascontiguousarray(array)
+    rows, width = array.shape
+    return Ragged(array.reshape(-1), np.arange(rows + 1, dtype=np.int64) * width)
+
+
+def _field(key: str, value: Any) -> Field:
+    if isinstance(value, Ragged):
+        return Field("ragged", value)
+    if _is_array(value):
+        ndim = len(value.shape)
+        if ndim == 2:
+            return Field("ragged", _two_d_as_ragged(value, key))
+        if ndim == 1:
+            return Field("scalars", value)
+        raise ValueError(f"fastpad.pad: field {key!r} is a {ndim}-D array; expected rows")
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(
+            f"fastpad.pad: field {key!r} must be a list of rows, a Ragged or an array, "
+            f"got {type(value).__name__}"
+        )
+    if len(value) > 0 and _is_scalar(value[0]) and not _is_array_row(value[0]):
+        return Field("scalars", value)
+    if len(value) > 0 and isinstance(value[0], str | bytes):
+        raise TypeError(
+            f"fastpad.pad: field {key!r} holds {type(value[0]).__name__} values, which cannot "
+            "become a tensor; drop the field before padding"
+        )
+    rows = value if isinstance(value, list | tuple) else list(value)
+    return Field("rows", rows)
+
+
+def _is_array_row(value: Any) -> bool:
+    return _is_array(value) and len(value.shape) >= 1
+
+
+def normalize_inputs(encoded_inputs: Any) -> Inputs:
+    """Turn every accepted input form into an ordered mapping of field to rows.
+
+    Accepted: a ragged batch (list/tuple of rows), one flat row of ints (a batch of one), a 1-D
+    or 2-D integer array/tensor, a `Ragged`, a Mapping of field name to any of those (a single
+    example when its first field is one flat row), or a list of per-example Mappings.
+    """
+    if isinstance(encoded_inputs, Ragged):
+        fields = {"input_ids": Field("ragged", encoded_inputs)}
+    elif isinstance(encoded_inputs, Mapping):
+        if len(encoded_inputs) == 0:
+            raise ValueError("fastpad.pad: the mapping holds no field")
+        first = next(iter(encoded_inputs.values()))
+        single = (isinstance(first, list | tuple) and len(first) > 0 and _is_token(first[0])) or (
+            _is_array(first) and len(first.shape) == 1 and not isinstance(first, Ragged)
+        )
+        if single:
+            # One example: every field is one row (or one scalar).
+            fields = {str(key): _field(str(key), [value]) for key, value in encoded_inputs.items()}
+        else:
+            fields = {str(key): _field(str(key), value) for key, value in encoded_inputs.items()}
+    elif _is_array(encoded_inputs):
+        ndim = len(encoded_inputs.shape)
+        if ndim == 1:
+            fields = {"input_ids": Field("rows", [encoded_inputs])}
+        elif ndim == 2:
+            fields = {"input_ids": Field("ragged", _two_d_as_ragged(encoded_inputs, "input_ids"))}
+        else:
+            raise ValueError(
+                f"fastpad.pad: a {ndim}-D array is not a batch of rows (nesting too deep)"
+            )
+    elif isinstance(encoded_inputs, list | tuple):
+        if len(encoded_inputs) > 0 and isinstance(encoded_inputs[0], Mapping):
+            fields = _from_examples(encoded_inputs)
+        elif len(encoded_inputs) > 0 and _is_token(encoded_inputs[0]):
+            fields = {"input_ids": Field("rows", [encoded_inputs])}
+        else:
+            fields = {"input_ids": Field("rows", encoded_inputs)}
+    else:
+        raise TypeError(
+            "fastpad.pad: encoded_inputs must be a list of rows, a Ragged, an array, a mapping of "
+            f"fields or a list of mappings, got {type(encoded_inputs).__name__}"
+        )
+    rows = -1
+    for key, field in fields.items():
+        count = len(field.data)
+        if rows >= 0 and count != rows:
+            first_key = next(iter(fields))
+            raise ValueError(
+                f"fastpad.pad: field {key!r} has {count} rows but {first_key!r} has {rows}"
+            )
+        rows = count
+    return Inputs(fields=fields, rows=max(rows, 0))
+
+
+def _from_examples(examples: Sequence[Any]) -> dict[str, Field]:
+    keys = list(examples[0].keys())
+    columns: dict[str, list[Any]] = {key: [] for key in keys}
+    for index, example in enumerate(examples):
+        if not isinstance(example, Mapping):
+            raise TypeError(
+                f"fastpad.pad: example {index} is a {type(example).__name__}, not a mapping"
+            )
+        if len(example) != len(keys) or any(key not in example for key in keys):
+            raise ValueError(
+                f"fastpad.pad: example {index} has keys {sorted(example)}, example 0 has "
+                f"{sorted(keys)}"
+            )
+        for key in keys:
+            columns[key].append(example[key])
+    return {str(key): _field(str(key), column) for key, column in columns.items()}

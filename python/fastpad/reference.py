@@ -1,0 +1,220 @@
+"""Pure-Python padding: the test oracle for `fastpad.pad` and the baseline of the benchmarks.
+
+It pads Python lists row by row and builds the mask from the row lengths, then converts with
+``torch.tensor``, as in the Hugging Face course chapter "Handling multiple sequences" and as
+``tokenizer.pad`` does. Options and inputs go through the same checks as `fastpad.pad`, so the two
+differ only in how the cells are written.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import numpy as np
+
+from ._batch import Batch
+from ._options import Field, Inputs, PadOptions, normalize_inputs, resolve_options
+
+__all__ = ["pad", "pad_inputs"]
+
+_RANGES = {
+    "bool": (0, 1),
+    "int8": (-(2**7), 2**7 - 1),
+    "int32": (-(2**31), 2**31 - 1),
+    "int64": (-(2**63), 2**63 - 1),
+}
+
+
+def _row_tokens(row: Any, key: str, index: int) -> list[int]:
+    if isinstance(row, list | tuple):
+        tokens = []
+        for position, token in enumerate(row):
+            if isinstance(token, bool | np.bool_) or not isinstance(token, numbers.Integral):
+                if hasattr(token, "__index__") and not isinstance(
+                    token, bool | np.bool_ | list | tuple | float
+                ) and not hasattr(token, "__len__"):
+                    tokens.append(int(token.__index__()))
+                    continue
+                raise TypeError(
+                    f"fastpad: row {index} of {key!r}: token at position {position} is a "
+                    f"{type(token).__name__}; token ids must be ints"
+                )
+            tokens.append(int(token))
+        return tokens
+    if hasattr(row, "shape") and hasattr(row, "dtype"):
+        array = np.asarray(row.detach().cpu() if hasattr(row, "detach") else row)
+        if array.ndim != 1:
+            raise ValueError(
+                f"fastpad: row {index} of {key!r} is a {array.ndim}-D array (nesting too deep)"
+            )
+        if array.dtype.kind not in "iu":
+            raise TypeError(f"fastpad: row {index} of {key!r} has dtype {array.dtype}")
+        return [int(value) for value in array.tolist()]
+    raise TypeError(
+        f"fastpad: row {index} of {key!r} is a {type(row).__name__}; expected a list/tuple of "
+        "ints or a 1-D integer array"
+    )
+
+
+def _field_rows(key: str, field: Field) -> list[list[int]]:
+    if field.kind == "ragged":
+        offsets = [int(value) for value in field.data.offsets.tolist()]
+        values = field.data.values.tolist()
+        if offsets[0] != 0:
+            raise ValueError(f"fastpad: offsets of {key!r} must start at 0, got {offsets[0]}")
+        rows = []
+        for row in range(len(offsets) - 1):
+            if offsets[row + 1] < offsets[row]:
+                raise ValueError(f"fastpad: offsets of {key!r} decrease at row {row}")
+            if offsets[row + 1] > len(values):
+                raise ValueError(f"fastpad: offsets of {key!r} run past the values at row {row}")
+            rows.append([int(value) for value in values[offsets[row] : offsets[row + 1]]])
+        return rows
+    return [_row_tokens(row, key, index) for index, row in enumerate(field.data)]
+
+
+def _width(lengths: list[int], options: PadOptions) -> int:
+    limit = options.max_length
+    kept = [min(length, limit) if options.truncate else length for length in lengths]
+    longest = max(kept, default=0)
+    if options.padding == 2:  # do_not_pad
+        for row, length in enumerate(kept):
+            if length != longest:
+                raise ValueError(f"fastpad: padding=False but row {row} has {length} tokens")
+        return longest
+    width = longest
+    if options.padding == 1:  # max_length
+        for row, length in enumerate(lengths):
+            if length > limit and not options.truncate:
+                raise ValueError(
+                    f"fastpad: row {row} has {length} tokens, more than max_length={limit}"
+                )
+        width = limit
+    if options.multiple_of and width % options.multiple_of:
+        width = (width // options.multiple_of + 1) * options.multiple_of
+    return width
+
+
+def _place(row: list[int], width: int, pad_value: int, options: PadOptions) -> list[int]:
+    if options.truncate and len(row) > options.max_length:
+        limit = options.max_length
+        row = row[len(row) - limit :] if options.truncate_left else row[:limit]
+    padding = [pad_value] * (width - len(row))
+    return padding + row if options.pad_left else row + padding
+
+
+def _check_range(rows: list[list[int]], key: str, dtype: str) -> None:
+    low, high = _RANGES[dtype]
+    for index, row in enumerate(rows):
+        for value in row:
+            if not low <= value <= high:
+                raise OverflowError(
+                    f"fastpad: row {index} of {key!r}: value {value} does not fit {dtype}"
+                )
+
+
+def _to_tensor(rows: list[list[int]], width: int, dtype: str, options: PadOptions) -> Any:
+    if options.return_tensors == "np":
+        return np.array(rows, dtype=dtype).reshape(len(rows), width)
+    import torch
+
+    tensor = torch.tensor(rows, dtype=getattr(torch, dtype)).reshape(len(rows), width)
+    return tensor.pin_memory() if options.pin_memory else tensor
+
+
+def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
+    """Pad normalized inputs with Python lists (the engine behind `pad`)."""
+    ragged = {key: _field_rows(key, field) for key, field in inputs.fields.items()
+              if field.kind != "scalars"}
+    if not ragged:
+        raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
+    for key in ragged:
+        if key not in options.pad_values:
+            raise ValueError(f"fastpad.pad: no pad value for field {key!r}")
+    names = list(ragged)
+    lengths = [len(row) for row in ragged[names[0]]]
+    for key in names[1:]:
+        for row, (length, other) in enumerate(zip(lengths, ragged[key], strict=True)):
+            if len(other) != length:
+                raise ValueError(
+                    f"fastpad: row {row} has {length} tokens in {names[0]!r} but {len(other)} "
+                    f"in {key!r}"
+                )
+    width = _width(lengths, options)
+    batch = Batch()
+    for key, field in inputs.fields.items():
+        if field.kind == "scalars":
+            if options.return_tensors == "np":
+                batch[key] = np.asarray(field.data)
+            else:
+                import torch
+
+                batch[key] = torch.as_tensor(field.data)
+            continue
+        if key == "attention_mask" and not options.return_attention_mask:
+            continue
+        dtype = options.mask_dtype if key == "attention_mask" else options.dtype
+        pad_value = options.pad_values[key]
+        _check_range([[pad_value]], key, dtype)
+        _check_range(ragged[key], key, dtype)
+        padded = [_place(row, width, pad_value, options) for row in ragged[key]]
+        batch[key] = _to_tensor(padded, width, dtype, options)
+    if options.return_attention_mask and "attention_mask" not in inputs.fields:
+        masks = [_place([1] * length, width, 0, options) for length in lengths]
+        batch["attention_mask"] = _to_tensor(masks, width, options.mask_dtype, options)
+    return batch
+
+
+def pad(
+    encoded_inputs: Any,
+    *,
+    tokenizer: Any = None,
+    padding: bool | str = True,
+    max_length: int | None = None,
+    truncation: bool | str = False,
+    pad_to_multiple_of: int | None = None,
+    padding_side: Literal["left", "right"] | None = None,
+    truncation_side: Literal["left", "right"] | None = None,
+    return_attention_mask: bool | None = None,
+    return_tensors: Literal["pt", "np"] = "pt",
+    pad_token_id: int | None = None,
+    pad_values: Mapping[str, int] | None = None,
+    dtype: Any = None,
+    mask_dtype: Any = None,
+    pin_memory: bool | None = None,
+) -> Batch:
+    """Pure-Python `fastpad.pad`: same arguments, same results, about 100x slower.
+
+    Parameters
+    ----------
+    encoded_inputs, tokenizer, padding, max_length, truncation, pad_to_multiple_of,
+    padding_side, truncation_side, return_attention_mask, return_tensors, pad_token_id,
+    pad_values, dtype, mask_dtype, pin_memory
+        As in `fastpad.pad`.
+
+    Returns
+    -------
+    Batch
+        Equal to what `fastpad.pad` returns for the same call.
+    """
+    inputs = normalize_inputs(encoded_inputs)
+    options = resolve_options(
+        tokenizer=tokenizer,
+        padding=padding,
+        max_length=max_length,
+        truncation=truncation,
+        pad_to_multiple_of=pad_to_multiple_of,
+        padding_side=padding_side,
+        truncation_side=truncation_side,
+        return_attention_mask=return_attention_mask,
+        return_tensors=return_tensors,
+        pad_token_id=pad_token_id,
+        pad_values=pad_values,
+        dtype=dtype,
+        mask_dtype=mask_dtype,
+        pin_memory=pin_memory,
+        fields=list(inputs.fields),
+    )
+    return pad_inputs(inputs, options)
