@@ -6,6 +6,7 @@ padded cells: C++ into preallocated buffers, or pure Python lists and ``torch.te
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import numbers
 from collections.abc import Mapping, Sequence
@@ -101,10 +102,8 @@ def _dtype_name(value: Any, name: str, allowed: tuple[str, ...]) -> str:
         text = "bool"
     else:
         text = str(value).removeprefix("torch.")
-        try:
+        with contextlib.suppress(TypeError):
             text = np.dtype(text).name
-        except TypeError:
-            pass
     if text not in allowed:
         raise ValueError(f"fastpad.pad: {name} must be one of {list(allowed)}, got {value!r}")
     return text
@@ -154,8 +153,9 @@ def resolve_options(
         truncate = True
     else:
         truncate = _strategy(
-            truncation, "truncation", {"longest_first": True, "only_first": True,
-                                       "do_not_truncate": False}
+            truncation,
+            "truncation",
+            {"longest_first": True, "only_first": True, "do_not_truncate": False},
         )
     length = _int_option(max_length, "max_length")
     if length is not None and length < 0:
@@ -178,7 +178,9 @@ def resolve_options(
         truncation_side, "truncation_side", getattr(tokenizer, "truncation_side", "right")
     )
     if return_tensors not in ("pt", "np"):
-        raise ValueError(f"fastpad.pad: return_tensors must be 'pt' or 'np', got {return_tensors!r}")
+        raise ValueError(
+            f"fastpad.pad: return_tensors must be 'pt' or 'np', got {return_tensors!r}"
+        )
     if return_attention_mask is None:
         names = getattr(tokenizer, "model_input_names", None) if tokenizer is not None else None
         return_attention_mask = names is None or "attention_mask" in names
@@ -202,7 +204,11 @@ def resolve_options(
             values[str(key)] = checked
     explicit_id = _int_option(pad_token_id, "pad_token_id")
     if explicit_id is not None:
-        if pad_values is not None and main_key in pad_values and pad_values[main_key] != explicit_id:
+        if (
+            pad_values is not None
+            and main_key in pad_values
+            and pad_values[main_key] != explicit_id
+        ):
             raise ValueError(
                 f"fastpad.pad: pad_token_id={explicit_id} and pad_values[{main_key!r}]="
                 f"{pad_values[main_key]} disagree"
@@ -261,8 +267,10 @@ def _is_token(value: Any) -> bool:
 
 
 def _is_scalar(value: Any) -> bool:
-    return _is_token(value) or isinstance(value, numbers.Number) or (
-        getattr(value, "shape", None) == () and getattr(value, "dtype", None) is not None
+    return (
+        _is_token(value)
+        or isinstance(value, numbers.Number)
+        or (getattr(value, "shape", None) == () and getattr(value, "dtype", None) is not None)
     )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -12,7 +12,10 @@ from . import _core
 from ._batch import Batch
 from ._options import Field, Inputs, PadOptions, normalize_inputs, resolve_options
 
-__all__ = ["default_threads", "pad"]
+__all__ = ["Allocator", "default_threads", "pad", "pad_inputs"]
+
+# allocate(rows, width, dtype_name) -> (result handed to the user, writable numpy view of it)
+Allocator = Callable[[int, int, str], tuple[Any, Any]]
 
 # Below this many output cells a second thread costs more than it saves.
 _PARALLEL_CELLS = 1 << 20
@@ -45,7 +48,7 @@ def _core_fields(inputs: Inputs) -> list[tuple[str, Field, tuple[Any, ...]]]:
     return specs
 
 
-def _allocator(options: PadOptions) -> Any:
+def _allocator(options: PadOptions) -> Allocator:
     """Return ``alloc(rows, width, dtype_name) -> (result, writable numpy view)``."""
     if options.return_tensors == "np":
 
@@ -183,16 +186,27 @@ def pad(
     return pad_inputs(inputs, options, threads=threads)
 
 
-def pad_inputs(inputs: Inputs, options: PadOptions, *, threads: int | None = None) -> Batch:
-    """Pad already-normalized inputs (the engine behind `pad`, reused by `Packer`)."""
+def pad_inputs(
+    inputs: Inputs,
+    options: PadOptions,
+    *,
+    threads: int | None = None,
+    allocate: Allocator | None = None,
+) -> Batch:
+    """Pad already-normalized inputs (the engine behind `pad`, reused by `Packer`).
+
+    `allocate(rows, width, dtype_name)` returns ``(result, writable C-contiguous numpy view of
+    the same memory)``; by default fresh tensors (pinned per `options`) or numpy arrays.
+    """
     specs = _core_fields(inputs)
     if not specs:
         raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
     for key, _field, _spec in specs:
         if key not in options.pad_values:
             raise _missing_pad_value(key)
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
-                                or threads < 1):
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
         raise ValueError(f"fastpad.pad: threads must be a positive int, got {threads!r}")
     lengths, width = _core.measure(
         [spec for _key, _field, spec in specs],
@@ -203,7 +217,7 @@ def pad_inputs(inputs: Inputs, options: PadOptions, *, threads: int | None = Non
     )
     rows = int(lengths.shape[0])
     _core.checked_cells(rows, width, 8)
-    alloc = _allocator(options)
+    alloc = allocate if allocate is not None else _allocator(options)
     has_mask_field = "attention_mask" in inputs.fields
     outputs: dict[str, Any] = {}
     views = []

@@ -13,7 +13,9 @@ __all__ = ["Ragged"]
 
 def _as_int_vector(array: Any, name: str) -> npt.NDArray[np.integer[Any]]:
     """View `array` (numpy array, CPU torch tensor, buffer or sequence) as a 1-D integer array."""
-    if hasattr(array, "detach") and hasattr(array, "numpy"):  # a torch tensor, without importing torch
+    if hasattr(array, "detach") and hasattr(
+        array, "numpy"
+    ):  # a torch tensor, without importing torch
         if array.device.type != "cpu":
             raise ValueError(f"Ragged: {name} must be on the CPU, got a tensor on {array.device}")
         array = array.detach().numpy()

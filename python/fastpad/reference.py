@@ -32,9 +32,11 @@ def _row_tokens(row: Any, key: str, index: int) -> list[int]:
         tokens = []
         for position, token in enumerate(row):
             if isinstance(token, bool | np.bool_) or not isinstance(token, numbers.Integral):
-                if hasattr(token, "__index__") and not isinstance(
-                    token, bool | np.bool_ | list | tuple | float
-                ) and not hasattr(token, "__len__"):
+                if (
+                    hasattr(token, "__index__")
+                    and not isinstance(token, bool | np.bool_ | list | tuple | float)
+                    and not hasattr(token, "__len__")
+                ):
                     tokens.append(int(token.__index__()))
                     continue
                 raise TypeError(
@@ -126,8 +128,11 @@ def _to_tensor(rows: list[list[int]], width: int, dtype: str, options: PadOption
 
 def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
     """Pad normalized inputs with Python lists (the engine behind `pad`)."""
-    ragged = {key: _field_rows(key, field) for key, field in inputs.fields.items()
-              if field.kind != "scalars"}
+    ragged = {
+        key: _field_rows(key, field)
+        for key, field in inputs.fields.items()
+        if field.kind != "scalars"
+    }
     if not ragged:
         raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
     for key in ragged:
