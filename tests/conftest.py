@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 def _version(module: str) -> str:
     try:
         return str(importlib.import_module(module).__version__)
-    except Exception as error:  # noqa: BLE001 - any import failure is reported, not raised
+    except Exception as error:  # any import failure is reported, not raised
         return f"not importable ({type(error).__name__})"
 
 
