@@ -27,10 +27,21 @@ _RANGES = {
 }
 
 
-def _row_tokens(row: Any, key: str, index: int) -> list[int]:
+def _kept(row: Any, options: PadOptions) -> tuple[Any, int]:
+    """The part of a row that truncation keeps, and the position of its first token."""
+    length = len(row)
+    if options.truncate and length > options.max_length:
+        start = length - options.max_length if options.truncate_left else 0
+        return row[start : start + options.max_length], start
+    return row, 0
+
+
+def _row_tokens(row: Any, key: str, index: int, options: PadOptions) -> list[int]:
+    # Only the tokens that truncation keeps are read, as in the C++ path.
     if isinstance(row, list | tuple):
         tokens = []
-        for position, token in enumerate(row):
+        kept, start = _kept(row, options)
+        for position, token in enumerate(kept, start):
             if isinstance(token, bool | np.bool_) or not isinstance(token, numbers.Integral):
                 if (
                     hasattr(token, "__index__")
@@ -53,28 +64,23 @@ def _row_tokens(row: Any, key: str, index: int) -> list[int]:
             )
         if array.dtype.kind not in "iu":
             raise TypeError(f"fastpad: row {index} of {key!r} has dtype {array.dtype}")
-        return [int(value) for value in array.tolist()]
+        return [int(value) for value in _kept(array, options)[0].tolist()]
     raise TypeError(
         f"fastpad: row {index} of {key!r} is a {type(row).__name__}; expected a list/tuple of "
         "ints or a 1-D integer array"
     )
 
 
-def _field_rows(key: str, field: Field) -> list[list[int]]:
+def _field_rows(key: str, field: Field, options: PadOptions) -> list[list[int]]:
     if field.kind == "ragged":
         offsets = [int(value) for value in field.data.offsets.tolist()]
         values = field.data.values.tolist()
-        if offsets[0] != 0:
-            raise ValueError(f"fastpad: offsets of {key!r} must start at 0, got {offsets[0]}")
         rows = []
         for row in range(len(offsets) - 1):
-            if offsets[row + 1] < offsets[row]:
-                raise ValueError(f"fastpad: offsets of {key!r} decrease at row {row}")
-            if offsets[row + 1] > len(values):
-                raise ValueError(f"fastpad: offsets of {key!r} run past the values at row {row}")
-            rows.append([int(value) for value in values[offsets[row] : offsets[row + 1]]])
+            row_values = _kept(values[offsets[row] : offsets[row + 1]], options)[0]
+            rows.append([int(value) for value in row_values])
         return rows
-    return [_row_tokens(row, key, index) for index, row in enumerate(field.data)]
+    return [_row_tokens(row, key, index, options) for index, row in enumerate(field.data)]
 
 
 def _width(lengths: list[int], options: PadOptions) -> int:
@@ -126,28 +132,60 @@ def _to_tensor(rows: list[list[int]], width: int, dtype: str, options: PadOption
     return tensor.pin_memory() if options.pin_memory else tensor
 
 
+def _row_length(row: Any, key: str, index: int) -> int:
+    if isinstance(row, list | tuple):
+        return len(row)
+    if hasattr(row, "shape") and hasattr(row, "dtype"):
+        if len(row.shape) != 1:
+            raise ValueError(
+                f"fastpad: row {index} of {key!r} is a {len(row.shape)}-D array (nesting too deep)"
+            )
+        if "int" not in str(row.dtype):
+            raise TypeError(f"fastpad: row {index} of {key!r} has dtype {row.dtype}")
+        return int(row.shape[0])
+    raise TypeError(
+        f"fastpad: row {index} of {key!r} is a {type(row).__name__}; expected a list/tuple of "
+        "ints or a 1-D integer array"
+    )
+
+
+def _full_lengths(key: str, field: Field) -> list[int]:
+    if field.kind == "ragged":
+        offsets = [int(value) for value in field.data.offsets.tolist()]
+        if offsets[0] != 0:
+            raise ValueError(f"fastpad: offsets of {key!r} must start at 0, got {offsets[0]}")
+        for row in range(len(offsets) - 1):
+            if offsets[row + 1] < offsets[row]:
+                raise ValueError(f"fastpad: offsets of {key!r} decrease at row {row}")
+            if offsets[row + 1] > field.data.values.size:
+                raise ValueError(f"fastpad: offsets of {key!r} run past the values at row {row}")
+        return [offsets[row + 1] - offsets[row] for row in range(len(offsets) - 1)]
+    return [_row_length(row, key, index) for index, row in enumerate(field.data)]
+
+
 def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
-    """Pad normalized inputs with Python lists (the engine behind `pad`)."""
-    ragged = {
-        key: _field_rows(key, field)
-        for key, field in inputs.fields.items()
-        if field.kind != "scalars"
-    }
-    if not ragged:
+    """Pad normalized inputs with Python lists (the engine behind `pad`).
+
+    Checks run in the order of the C++ path: row types and lengths of every field, lengths
+    agreeing across fields, the padded width, then the tokens themselves.
+    """
+    names = [key for key, field in inputs.fields.items() if field.kind != "scalars"]
+    if not names:
         raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
-    for key in ragged:
+    for key in names:
         if key not in options.pad_values:
             raise ValueError(f"fastpad.pad: no pad value for field {key!r}")
-    names = list(ragged)
-    lengths = [len(row) for row in ragged[names[0]]]
+    lengths = _full_lengths(names[0], inputs.fields[names[0]])
     for key in names[1:]:
-        for row, (length, other) in enumerate(zip(lengths, ragged[key], strict=True)):
-            if len(other) != length:
+        other_lengths = _full_lengths(key, inputs.fields[key])
+        for row, (length, other) in enumerate(zip(lengths, other_lengths, strict=True)):
+            if other != length:
                 raise ValueError(
-                    f"fastpad: row {row} has {length} tokens in {names[0]!r} but {len(other)} "
+                    f"fastpad: row {row} has {length} tokens in {names[0]!r} but {other} "
                     f"in {key!r}"
                 )
     width = _width(lengths, options)
+    ragged = {key: _field_rows(key, inputs.fields[key], options) for key in names}
     batch = Batch()
     for key, field in inputs.fields.items():
         if field.kind == "scalars":
