@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "pack.hpp"
+#include "plan.hpp"
 
 namespace py = pybind11;
 using fastpad::Error;
@@ -518,6 +519,136 @@ void pack(const py::list& specs, const py::list& outputs, const std::vector<std:
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Beyond padding (issue 5): flat concatenation for fastpad.flatten / fastpad.windows and
+// token-budget batch planning for fastpad.plan_batches. Core logic lives in plan.hpp.
+// ---------------------------------------------------------------------------------------------
+
+// A writeable, C-contiguous 1-D int64 output of exactly `size` elements; never converted.
+std::int64_t* borrow_int64_output(PyObject* object, Buffer* buffer, const char* operation,
+                                  std::int64_t size) {
+  if (!buffer->acquire(object, PyBUF_RECORDS)) {
+    fail(ErrorKind::Type, std::string(operation) + ": the output must be a writeable array");
+  }
+  const Py_buffer& view = buffer->view();
+  Scalar type;
+  if (!scalar_from_format(view.format, view.itemsize, &type) || type != Scalar::Int64) {
+    fail(ErrorKind::Type, std::string(operation) + ": the output must be an int64 array");
+  }
+  if (view.ndim != 1 || view.shape[0] != size || !PyBuffer_IsContiguous(&view, 'C')) {
+    fail(ErrorKind::Value, std::string(operation) + ": the output must be a contiguous 1-D array of " +
+                               std::to_string(size) + " elements");
+  }
+  return static_cast<std::int64_t*>(view.buf);
+}
+
+// concat_rows(name, rows, out): writes the rows of a list field (lists/tuples of ints or 1-D
+// integer arrays) back to back into the int64 array `out`, whose size must be the total length.
+void concat_rows(const std::string& name, const py::object& rows, const py::object& out) {
+  Field field;
+  field.name = name;
+  field.rows = rows;
+  if (!PyList_Check(rows.ptr()) && !PyTuple_Check(rows.ptr())) {
+    fail(ErrorKind::Type, "fastpad: the rows of '" + name + "' must be a list or tuple");
+  }
+  const Py_ssize_t count = PySequence_Fast_GET_SIZE(rows.ptr());
+  std::vector<std::int64_t> lengths(static_cast<std::size_t>(count));
+  list_lengths(field, lengths.data());
+  std::int64_t total = 0;
+  for (const std::int64_t length : lengths) total += length;
+  Buffer out_buffer;
+  std::int64_t* destination = borrow_int64_output(out.ptr(), &out_buffer, "fastpad.flatten", total);
+
+  struct Pending {
+    std::int64_t row;
+    std::int64_t start;
+    IntVector vector;
+  };
+  std::vector<Pending> pending;
+  std::vector<py::object> converted;  // keeps converted rows alive until they are copied
+  PyObject** items = PySequence_Fast_ITEMS(rows.ptr());
+  std::int64_t cursor = 0;
+  for (Py_ssize_t row = 0; row < count; ++row) {
+    PyObject* object = items[row];
+    const std::int64_t length = lengths[static_cast<std::size_t>(row)];
+    if (PyList_Check(object) || PyTuple_Check(object)) {
+      // Unboxing may run __index__ (numpy scalars): re-check the row did not change length.
+      if (PySequence_Fast_GET_SIZE(object) != length) {
+        fail(ErrorKind::Value, "fastpad: " + row_role(name, row) + " changed length");
+      }
+      PyObject** tokens = PySequence_Fast_ITEMS(object);
+      for (std::int64_t column = 0; column < length; ++column) {
+        destination[cursor + column] = unbox(tokens[column], name, row, column);
+      }
+    } else {
+      Pending item{row, cursor, IntVector{}};
+      if (!borrow_int_vector(object, row_role(name, row), &item.vector)) {
+        converted.push_back(as_array_or_none(object));
+        if (converted.back().is_none() ||
+            !borrow_int_vector(converted.back().ptr(), row_role(name, row), &item.vector)) {
+          bad_row(name, row, object);
+        }
+      }
+      if (item.vector.size != length) {
+        fail(ErrorKind::Value, "fastpad: " + row_role(name, row) + " changed length");
+      }
+      pending.push_back(std::move(item));
+    }
+    cursor += length;
+  }
+  std::int64_t bad_row_index = -1;
+  {
+    // Safe without the GIL: only the buffers borrowed by `pending` (kept exported by their Buffer
+    // and alive by `rows` / `converted`) and `out_buffer` are touched; no Python object is.
+    py::gil_scoped_release release;
+    for (const Pending& item : pending) {
+      const std::int64_t copied = fastpad::copy_to_int64(item.vector.data, item.vector.type,
+                                                         item.vector.size, destination + item.start);
+      if (copied != item.vector.size) {
+        bad_row_index = item.row;
+        break;
+      }
+    }
+  }
+  if (bad_row_index >= 0) {
+    fail(ErrorKind::Overflow, "fastpad: " + row_role(name, bad_row_index) +
+                                  " holds a uint64 value that does not fit int64");
+  }
+}
+
+// plan_batches(lengths, max_tokens, max_batch_size, multiple_of, sort, shuffle, seed)
+//   -> (order, bounds): batch b is order[bounds[b]:bounds[b + 1]].
+py::tuple plan_batches(const py::object& lengths_object, std::int64_t max_tokens,
+                       std::int64_t max_batch_size, std::int64_t multiple_of, bool sort,
+                       bool shuffle, std::uint64_t seed) {
+  IntVector lengths;
+  if (!borrow_int_vector(lengths_object.ptr(), "lengths", &lengths) ||
+      lengths.type != Scalar::Int64) {
+    fail(ErrorKind::Type, "plan_batches: lengths must be a contiguous 1-D int64 array");
+  }
+  fastpad::PlanOptions options;
+  options.max_tokens = max_tokens;
+  options.max_batch_size = max_batch_size;
+  options.multiple_of = multiple_of;
+  options.sort = sort;
+  options.shuffle = shuffle;
+  options.seed = seed;
+  py::array_t<std::int64_t> order(lengths.size);
+  std::int64_t* order_data = order.mutable_data();
+  const auto* length_data = static_cast<const std::int64_t*>(lengths.data);
+  std::vector<std::int64_t> bounds;
+  {
+    // Safe without the GIL: reads the lengths buffer (exported until `lengths` dies at the end of
+    // this function) and writes the freshly allocated `order`, which no other thread can see yet.
+    py::gil_scoped_release release;
+    bounds = fastpad::plan_batches(length_data, lengths.size, options, order_data);
+  }
+  py::array_t<std::int64_t> bounds_array(static_cast<py::ssize_t>(bounds.size()));
+  std::copy(bounds.begin(), bounds.end(), bounds_array.mutable_data());
+  return py::make_tuple(order, bounds_array);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, module) {
@@ -555,4 +686,12 @@ PYBIND11_MODULE(_core, module) {
       "rows * width, or MemoryError when a buffer of that many cells cannot exist.");
   module.def("hardware_threads", []() { return static_cast<int>(std::thread::hardware_concurrency()); },
              "Number of hardware threads (0 when unknown).");
+
+  // Beyond padding (issue 5).
+  module.def("concat_rows", &concat_rows, py::arg("name"), py::arg("rows"), py::arg("out"),
+             "Write the rows of a list field back to back into a 1-D int64 array of their total length.");
+  module.def("plan_batches", &plan_batches, py::arg("lengths"), py::arg("max_tokens"),
+             py::arg("max_batch_size"), py::arg("multiple_of"), py::arg("sort"), py::arg("shuffle"),
+             py::arg("seed"),
+             "Token-budget batches: (order, bounds); batch b is order[bounds[b]:bounds[b + 1]].");
 }
