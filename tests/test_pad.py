@@ -92,15 +92,28 @@ def as_form(rows: list[list[int]], form: str) -> Any:
     raise AssertionError(form)
 
 
-FORMS = ["lists", "tuples", "numpy", "torch", "ragged", "ragged_torch", "ragged_int32_offsets",
-         "mapping"]
+FORMS = [
+    "lists",
+    "tuples",
+    "numpy",
+    "torch",
+    "ragged",
+    "ragged_torch",
+    "ragged_int32_offsets",
+    "mapping",
+]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=rows_strategy, options=options_strategy, form=st.sampled_from(FORMS),
-       pad_token_id=st.integers(-5, 5))
-def test_matches_reference(rows: list[list[int]], options: dict[str, Any], form: str,
-                           pad_token_id: int) -> None:
+@given(
+    rows=rows_strategy,
+    options=options_strategy,
+    form=st.sampled_from(FORMS),
+    pad_token_id=st.integers(-5, 5),
+)
+def test_matches_reference(
+    rows: list[list[int]], options: dict[str, Any], form: str, pad_token_id: int
+) -> None:
     both(as_form(rows, form), pad_token_id=pad_token_id, **options)
 
 
@@ -110,8 +123,9 @@ def test_matches_reference(rows: list[list[int]], options: dict[str, Any], form:
     options=options_strategy,
     data=st.data(),
 )
-def test_several_fields_match_reference(lengths: list[int], options: dict[str, Any],
-                                        data: st.DataObject) -> None:
+def test_several_fields_match_reference(
+    lengths: list[int], options: dict[str, Any], data: st.DataObject
+) -> None:
     def field(values: st.SearchStrategy[int]) -> list[list[int]]:
         return [data.draw(st.lists(values, min_size=n, max_size=n)) for n in lengths]
 
@@ -126,8 +140,10 @@ def test_several_fields_match_reference(lengths: list[int], options: dict[str, A
     examples = data.draw(st.booleans())
     encoded: Any = batch
     if examples:
-        encoded = [{key: batch[key][row] for key in batch} | {"label": row % 3}
-                   for row in range(len(lengths))]
+        encoded = [
+            {key: batch[key][row] for key in batch} | {"label": row % 3}
+            for row in range(len(lengths))
+        ]
     both(encoded, pad_token_id=0, pad_values={"labels": -100}, **options)
 
 
@@ -156,12 +172,16 @@ def test_truncation_sides_and_max_length() -> None:
     assert head["input_ids"].tolist() == [[1, 2, 3], [6, 7, 0]]
     tail = fastpad.pad(rows, pad_token_id=0, truncation=True, max_length=3, truncation_side="left")
     assert tail["input_ids"].tolist() == [[3, 4, 5], [6, 7, 0]]
-    fixed = fastpad.pad(rows, pad_token_id=0, padding="max_length", max_length=6,
-                        pad_to_multiple_of=4)
+    fixed = fastpad.pad(
+        rows, pad_token_id=0, padding="max_length", max_length=6, pad_to_multiple_of=4
+    )
     assert fixed["input_ids"].shape == (2, 8)
     cut_fields = fastpad.pad(
         {"input_ids": rows, "labels": [[11, 12, 13, 14, 15], [16, 17]]},
-        pad_token_id=0, pad_values={"labels": -100}, truncation=True, max_length=2,
+        pad_token_id=0,
+        pad_values={"labels": -100},
+        truncation=True,
+        max_length=2,
         truncation_side="left",
     )
     assert cut_fields["labels"].tolist() == [[14, 15], [16, 17]]
@@ -191,13 +211,24 @@ def test_long_rows_and_many_rows() -> None:
     rng = np.random.default_rng(0)
     rows = [rng.integers(0, 50_000, size=int(n)).tolist() for n in rng.integers(0, 5000, 40)]
     both(rows, pad_token_id=0)
-    both(fastpad.Ragged.from_rows(rows), pad_token_id=0, truncation=True, max_length=512,
-         truncation_side="left", padding_side="left")
+    both(
+        fastpad.Ragged.from_rows(rows),
+        pad_token_id=0,
+        truncation=True,
+        max_length=512,
+        truncation_side="left",
+        padding_side="left",
+    )
 
 
 def test_per_example_scalars_are_stacked() -> None:
-    batch = fastpad.pad([{"input_ids": [1, 2], "label": 1, "score": 0.5},
-                         {"input_ids": [3], "label": 0, "score": 1.5}], pad_token_id=0)
+    batch = fastpad.pad(
+        [
+            {"input_ids": [1, 2], "label": 1, "score": 0.5},
+            {"input_ids": [3], "label": 0, "score": 1.5},
+        ],
+        pad_token_id=0,
+    )
     assert batch["label"].tolist() == [1, 0]
     assert batch["score"].dtype == torch.float32
     assert list(batch) == ["input_ids", "label", "score", "attention_mask"]
@@ -214,8 +245,11 @@ def test_dtypes() -> None:
 
 
 def test_unsigned_and_narrow_array_rows() -> None:
-    rows = [np.array([1, 2, 255], dtype=np.uint8), np.array([7], dtype=np.int16),
-            np.array([2**40], dtype=np.uint64)]
+    rows = [
+        np.array([1, 2, 255], dtype=np.uint8),
+        np.array([7], dtype=np.int16),
+        np.array([2**40], dtype=np.uint64),
+    ]
     batch = fastpad.pad(rows, pad_token_id=0)
     assert batch["input_ids"].tolist() == [[1, 2, 255], [7, 0, 0], [2**40, 0, 0]]
     with pytest.raises(OverflowError, match="row 0 of 'input_ids'"):
@@ -258,9 +292,13 @@ def test_pinned_outputs_on_cuda_machine() -> None:
 
 
 def test_existing_attention_mask_is_padded_not_recomputed() -> None:
-    batch = fastpad.pad({"input_ids": [[1, 2, 3], [4]], "attention_mask": [[1, 1, 0], [1]]},
-                        pad_token_id=0)
+    batch = fastpad.pad(
+        {"input_ids": [[1, 2, 3], [4]], "attention_mask": [[1, 1, 0], [1]]}, pad_token_id=0
+    )
     assert batch["attention_mask"].tolist() == [[1, 1, 0], [1, 0, 0]]
-    without = fastpad.pad({"input_ids": [[1, 2, 3], [4]], "attention_mask": [[1, 1, 0], [1]]},
-                          pad_token_id=0, return_attention_mask=False)
+    without = fastpad.pad(
+        {"input_ids": [[1, 2, 3], [4]], "attention_mask": [[1, 1, 0], [1]]},
+        pad_token_id=0,
+        return_attention_mask=False,
+    )
     assert list(without) == ["input_ids"]

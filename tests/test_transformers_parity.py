@@ -43,20 +43,25 @@ PADDINGS = [
     ("options", "side", "which"),
     list(itertools.product(PADDINGS, [None, "left", "right"], ["singles", "pairs"])),
 )
-def test_batch_encoding_matches_tokenizer_pad(tokenizer: Any, encodings: dict[str, Any],
-                                              options: dict[str, Any], side: str | None,
-                                              which: str) -> None:
+def test_batch_encoding_matches_tokenizer_pad(
+    tokenizer: Any, encodings: dict[str, Any], options: dict[str, Any], side: str | None, which: str
+) -> None:
     encoded = encodings[which]
     expected = tokenizer.pad(encoded, padding_side=side, return_tensors="pt", **options)
     actual = fastpad.pad(encoded, tokenizer=tokenizer, padding_side=side, **options)
     assert_same(actual, expected)
     # The plain dict and the list-of-examples forms give the same result.
-    assert_same(fastpad.pad(dict(encoded), tokenizer=tokenizer, padding_side=side, **options),
-                expected)
-    examples = [dict(zip(encoded.keys(), values, strict=True))
-                for values in zip(*encoded.values(), strict=True)]
-    assert_same(fastpad.pad(examples, tokenizer=tokenizer, padding_side=side, **options),
-                tokenizer.pad(examples, padding_side=side, return_tensors="pt", **options))
+    assert_same(
+        fastpad.pad(dict(encoded), tokenizer=tokenizer, padding_side=side, **options), expected
+    )
+    examples = [
+        dict(zip(encoded.keys(), values, strict=True))
+        for values in zip(*encoded.values(), strict=True)
+    ]
+    assert_same(
+        fastpad.pad(examples, tokenizer=tokenizer, padding_side=side, **options),
+        tokenizer.pad(examples, padding_side=side, return_tensors="pt", **options),
+    )
 
 
 def test_tokenizer_padding_side_is_the_default(tokenizer: Any, encodings: dict[str, Any]) -> None:
@@ -88,8 +93,9 @@ def test_truncation_matches_tokenizer_call(tokenizer: Any, sentences: list[str])
     for side in ("right", "left"):
         cut = [row[:8] if side == "right" else row[-8:] for row in ids]
         expected = tokenizer.pad({"input_ids": cut}, return_tensors="pt")
-        actual = fastpad.pad(ids, tokenizer=tokenizer, truncation=True, max_length=8,
-                             truncation_side=side)
+        actual = fastpad.pad(
+            ids, tokenizer=tokenizer, truncation=True, max_length=8, truncation_side=side
+        )
         assert_same(actual, expected)
 
 
@@ -121,8 +127,9 @@ def test_mask_makes_padded_rows_equal_to_rows_alone(tokenizer: Any, model: Any) 
     batch = fastpad.pad(ids, tokenizer=tokenizer)
     assert batch["input_ids"].shape[1] == max(len(row) for row in ids)
     with torch.no_grad():
-        masked = model(input_ids=batch["input_ids"],
-                       attention_mask=batch["attention_mask"]).last_hidden_state
+        masked = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state
         unmasked = model(input_ids=batch["input_ids"]).last_hidden_state
         for row, row_ids in enumerate(ids):
             alone = model(input_ids=torch.tensor([row_ids])).last_hidden_state[0]
