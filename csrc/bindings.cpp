@@ -149,7 +149,8 @@ std::int64_t unbox(PyObject* item, const std::string& field, Py_ssize_t row, Py_
   }
   const bool is_sequence = PyList_Check(item) || PyTuple_Check(item);
   if (!PyBool_Check(item) && !is_sequence && !PyFloat_Check(item) && PyIndex_Check(item)) {
-    // numpy / torch integer scalars.
+    // numpy / torch integer scalars; `held` keeps the token alive while its __index__ runs.
+    py::object held = py::reinterpret_borrow<py::object>(item);
     py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(item));
     if (!index) throw py::error_already_set();
     return unbox(index.ptr(), field, row, column);
@@ -331,8 +332,8 @@ struct ArrayRow {
 
 void write_list_field(const Field& field, const fastpad::Column& out,
                       const fastpad::Geometry& geometry, std::int64_t pad_value,
-                      std::size_t column, std::vector<IntVector>* borrowed,
-                      std::vector<ArrayRow>* array_rows) {
+                      std::size_t column, const std::int64_t* row_lengths,
+                      std::vector<IntVector>* borrowed, std::vector<ArrayRow>* array_rows) {
   if (!fastpad::value_fits(pad_value, out.type)) {
     std::ostringstream message;
     message << "fastpad: pad value " << pad_value << " for '" << field.name << "' does not fit "
@@ -341,18 +342,28 @@ void write_list_field(const Field& field, const fastpad::Column& out,
   }
   PyObject* rows = field.rows.ptr();
   const Py_ssize_t count = PySequence_Fast_GET_SIZE(rows);
-  PyObject** items = PySequence_Fast_ITEMS(rows);
   const std::int64_t lo = fastpad::scalar_min(out.type);
   const std::int64_t hi = fastpad::scalar_max(out.type);
+  // Unboxing a non-int token runs its __index__, arbitrary Python code that may resize the lists
+  // being read: every length is checked against the measured one before writing, item arrays are
+  // re-read after each token, and the row is held by a strong reference.
+  auto changed = [&](Py_ssize_t row) {
+    fail(ErrorKind::Value, "fastpad: " + row_role(field.name, row) +
+                               " changed length while it was being packed");
+  };
   for (Py_ssize_t row = 0; row < count; ++row) {
-    PyObject* object = items[row];
+    if (PySequence_Fast_GET_SIZE(rows) != count) changed(row);
+    py::object held = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(rows)[row]);
+    PyObject* object = held.ptr();
     if (PyList_Check(object) || PyTuple_Check(object)) {
       const Py_ssize_t length = PySequence_Fast_GET_SIZE(object);
-      PyObject** tokens = PySequence_Fast_ITEMS(object);
+      if (length != row_lengths[row]) changed(row);
       const fastpad::Placement placement = fastpad::place(geometry, length);
       fastpad::write_row_padding(out, geometry, row, length, pad_value);
       auto next = [&](std::int64_t i) {
-        return unbox(tokens[placement.src_begin + i], field.name, row, placement.src_begin + i);
+        if (PySequence_Fast_GET_SIZE(object) != length) changed(row);
+        return unbox(PySequence_Fast_ITEMS(object)[placement.src_begin + i], field.name, row,
+                     placement.src_begin + i);
       };
       std::int64_t bad_value = 0;
       std::int64_t written = placement.count;
@@ -391,6 +402,7 @@ void write_list_field(const Field& field, const fastpad::Column& out,
         bad_row(field.name, row, object);
       }
     }
+    if (vector.size != row_lengths[row]) changed(row);
     if (converted) {
       // Converted rows are written now: their temporary array dies with this iteration.
       fastpad::write_row(out, geometry, row, vector.data, vector.type, vector.size, pad_value,
@@ -489,8 +501,8 @@ void pack(const py::list& specs, const py::list& outputs, const std::vector<std:
       }
       continue;
     }
-    write_list_field(field, columns[index], geometry, pad_values[index], index, &borrowed,
-                     &array_rows);
+    write_list_field(field, columns[index], geometry, pad_values[index], index, row_lengths,
+                     &borrowed, &array_rows);
   }
   for (const ArrayRow& row : array_rows) {
     if (row.length != row_lengths[row.row]) {

@@ -228,3 +228,22 @@ def test_outputs_untouched_types_on_error() -> None:
     # A failure mid-batch raises; nothing half-written is returned.
     with pytest.raises(OverflowError):
         fastpad.pad([[1, 2]] * 100 + [[2**70]], pad_token_id=0)
+
+
+class _ShrinkingToken:
+    """An int-like token whose __index__ empties the row being packed."""
+
+    def __init__(self, row: list[Any]) -> None:
+        self.row = row
+
+    def __index__(self) -> int:
+        self.row.clear()
+        return 1
+
+
+def test_row_mutated_while_packing_is_an_error_not_a_crash() -> None:
+    row: list[Any] = [1, 2, 3]
+    row.append(_ShrinkingToken(row))
+    row.append(5)
+    with pytest.raises(ValueError, match="row 0 of 'input_ids' changed length"):
+        fastpad.pad([row, [1, 2, 3, 4, 5, 6]], pad_token_id=0)
