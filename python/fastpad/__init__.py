@@ -18,9 +18,22 @@ except ImportError as error:  # pragma: no cover - only without a built extensio
     ) from error
 
 from ._batch import Batch
+from ._flatten import flatten
 from ._pad import default_threads, pad
+from ._plan import plan_batches
 from ._ragged import Ragged
+from ._windows import windows
 
 __version__ = "0.1.0"
 
-__all__ = ["Batch", "Ragged", "__version__", "_core", "default_threads", "pad"]
+__all__ = [
+    "Batch",
+    "Ragged",
+    "__version__",
+    "_core",
+    "default_threads",
+    "flatten",
+    "pad",
+    "plan_batches",
+    "windows",
+]

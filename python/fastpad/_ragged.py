@@ -83,6 +83,36 @@ class Ragged:
         values = np.concatenate([np.asarray(row, dtype=np.int64).reshape(-1) for row in rows])
         return cls(values, offsets)
 
+    @classmethod
+    def from_arrow(cls, array: Any) -> Ragged:
+        """Wrap a pyarrow list column without copying its tokens.
+
+        Parameters
+        ----------
+        array : pyarrow.ListArray, LargeListArray, FixedSizeListArray or ChunkedArray of them
+            A column of integer lists, e.g. ``dataset.data.column("input_ids")`` of a
+            `datasets.Dataset`; objects exporting ``__arrow_c_stream__`` also work. Sliced arrays
+            are read through their offsets. A single array (or one chunk) is zero-copy; several
+            chunks are concatenated once.
+
+        Returns
+        -------
+        Ragged
+            Values are a read-only view of the Arrow buffer; offsets start at 0.
+
+        Raises
+        ------
+        ImportError
+            pyarrow is not installed.
+        TypeError
+            Not a list column, or values that are not integers.
+        ValueError
+            A null row or a null token (row named).
+        """
+        from ._arrow import ragged_from_arrow
+
+        return ragged_from_arrow(array)
+
     @property
     def lengths(self) -> npt.NDArray[np.int64]:
         """Length of every row, shape ``[B]``."""

@@ -1,0 +1,107 @@
+"""`Ragged.from_arrow`: Arrow list columns (a `datasets` column) as a `Ragged`, zero-copy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._ragged import Ragged
+
+__all__ = ["ragged_from_arrow"]
+
+_NAME = "fastpad.Ragged.from_arrow"
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+    except ImportError as error:
+        raise ImportError(
+            f"{_NAME} needs pyarrow, which is not installed: `pip install pyarrow`"
+        ) from error
+    return pyarrow
+
+
+def _first_null(mask: Any) -> int:
+    return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
+
+
+def _from_list_array(pa: Any, array: Any) -> Ragged:
+    """One (possibly sliced) List/LargeList/FixedSizeList array; values are never copied."""
+    kind = array.type
+    if array.null_count:
+        raise ValueError(
+            f"{_NAME}: row {_first_null(array.is_null())} is null; fill or drop null rows first"
+        )
+    if pa.types.is_fixed_size_list(kind):
+        size = kind.list_size
+        # .values ignores the slice: the slice starts `array.offset` lists into it.
+        begin = array.offset * size
+        offsets = np.arange(len(array) + 1, dtype=np.int64) * size
+        end = begin + len(array) * size
+    else:
+        # .offsets is already the slice's window (len + 1 entries) into the unsliced .values.
+        raw: npt.NDArray[Any] = array.offsets.to_numpy(zero_copy_only=True)
+        begin = int(raw[0])
+        end = int(raw[-1])
+        offsets = raw - raw[0] if begin else raw
+    child = array.values
+    value_type = child.type
+    if not pa.types.is_integer(value_type):
+        raise TypeError(f"{_NAME}: the list values are {value_type}; expected integers (token ids)")
+    window = child.slice(begin, end - begin)
+    if window.null_count:
+        position = _first_null(window.is_null())
+        row = int(np.searchsorted(offsets, position, side="right")) - 1
+        raise ValueError(
+            f"{_NAME}: row {row} holds a null token at position {position - int(offsets[row])}"
+        )
+    values = window.to_numpy(zero_copy_only=True)
+    return Ragged(values, offsets)
+
+
+def _from_chunks(pa: Any, chunks: list[Any], value_type: Any) -> Ragged:
+    parts = [_from_list_array(pa, chunk) for chunk in chunks]
+    if len(parts) == 1:
+        return parts[0]
+    if not parts:
+        dtype = np.dtype(value_type.to_pandas_dtype())
+        return Ragged(np.zeros(0, dtype=dtype), np.zeros(1, dtype=np.int64))
+    # Several chunks cannot share one buffer: one copy of the values, offsets shifted per chunk.
+    values = np.concatenate([part.values[: int(part.offsets[-1])] for part in parts])
+    shifts = np.cumsum([0] + [int(part.offsets[-1]) for part in parts[:-1]])
+    offsets = np.concatenate(
+        [np.zeros(1, dtype=np.int64)]
+        + [
+            part.offsets[1:].astype(np.int64) + shift
+            for part, shift in zip(parts, shifts, strict=True)
+        ]
+    )
+    return Ragged(values, offsets)
+
+
+def ragged_from_arrow(array: Any) -> Ragged:
+    """Build a `Ragged` from a pyarrow list column; see `Ragged.from_arrow`."""
+    pa = _pyarrow()
+    if not isinstance(array, pa.Array | pa.ChunkedArray):
+        if hasattr(array, "__arrow_c_stream__"):
+            array = pa.chunked_array(array)
+        elif hasattr(array, "__arrow_c_array__"):
+            array = pa.array(array)
+        else:
+            raise TypeError(
+                f"{_NAME}: expected a pyarrow ListArray, LargeListArray or ChunkedArray of them, "
+                f"got {type(array).__name__}"
+            )
+    kind = array.type
+    if not (
+        pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
+    ):
+        raise TypeError(
+            f"{_NAME}: expected a column of integer lists (list<int>, large_list<int>), got {kind}"
+        )
+    if isinstance(array, pa.ChunkedArray):
+        return _from_chunks(pa, [chunk for chunk in array.chunks if len(chunk)], kind.value_type)
+    return _from_list_array(pa, array)
