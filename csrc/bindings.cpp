@@ -579,19 +579,22 @@ void concat_rows(const std::string& name, const py::object& rows, const py::obje
   };
   std::vector<Pending> pending;
   std::vector<py::object> converted;  // keeps converted rows alive until they are copied
-  PyObject** items = PySequence_Fast_ITEMS(rows.ptr());
+  // Unboxing a non-int token runs its __index__, arbitrary Python code that may resize the lists
+  // being read: sizes are re-checked before every read, item arrays re-read, rows held strongly.
+  auto changed = [&](Py_ssize_t row) {
+    fail(ErrorKind::Value, "fastpad: " + row_role(name, row) + " changed length while it was read");
+  };
   std::int64_t cursor = 0;
   for (Py_ssize_t row = 0; row < count; ++row) {
-    PyObject* object = items[row];
+    if (PySequence_Fast_GET_SIZE(rows.ptr()) != count) changed(row);
+    py::object held = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(rows.ptr())[row]);
+    PyObject* object = held.ptr();
     const std::int64_t length = lengths[static_cast<std::size_t>(row)];
     if (PyList_Check(object) || PyTuple_Check(object)) {
-      // Unboxing may run __index__ (numpy scalars): re-check the row did not change length.
-      if (PySequence_Fast_GET_SIZE(object) != length) {
-        fail(ErrorKind::Value, "fastpad: " + row_role(name, row) + " changed length");
-      }
-      PyObject** tokens = PySequence_Fast_ITEMS(object);
       for (std::int64_t column = 0; column < length; ++column) {
-        destination[cursor + column] = unbox(tokens[column], name, row, column);
+        if (PySequence_Fast_GET_SIZE(object) != length) changed(row);
+        destination[cursor + column] =
+            unbox(PySequence_Fast_ITEMS(object)[column], name, row, column);
       }
     } else {
       Pending item{row, cursor, IntVector{}};
@@ -602,9 +605,7 @@ void concat_rows(const std::string& name, const py::object& rows, const py::obje
           bad_row(name, row, object);
         }
       }
-      if (item.vector.size != length) {
-        fail(ErrorKind::Value, "fastpad: " + row_role(name, row) + " changed length");
-      }
+      if (item.vector.size != length) changed(row);
       pending.push_back(std::move(item));
     }
     cursor += length;
