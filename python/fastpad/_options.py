@@ -11,6 +11,7 @@ import functools
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
@@ -56,7 +57,7 @@ class PadOptions:
     main_key: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Field:
     """One input field: a list of rows, a `Ragged`, or per-example scalars."""
 
@@ -64,7 +65,7 @@ class Field:
     data: Any  # list/tuple of rows | Ragged | list of scalars
 
 
-@dataclass
+@dataclass(slots=True)
 class Inputs:
     """A batch as an ordered mapping of field name to `Field`."""
 
@@ -122,6 +123,13 @@ def accelerator_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+# Resolved options of tokenizer-free calls, keyed by the (type, value) of every argument: a
+# server calling `pad` with the same arguments skips the checks. The types keep `padding=1` from
+# hitting the entry of `padding=True`. Only successful resolutions are stored.
+_OPTIONS_CACHE: dict[tuple[Any, ...], PadOptions] = {}
+_OPTIONS_CACHE_SIZE = 256
+
+
 def resolve_options(
     *,
     tokenizer: Any,
@@ -140,7 +148,69 @@ def resolve_options(
     pin_memory: Any,
     fields: Sequence[str],
 ) -> PadOptions:
-    """Check every option of `fastpad.pad` and fill defaults from the tokenizer."""
+    """Check every option of `fastpad.pad` and fill defaults from the tokenizer.
+
+    Calls without a tokenizer and without `pad_values` are cached: their result depends on the
+    arguments alone (and on whether torch sees an accelerator, itself cached).
+    """
+    key: tuple[Any, ...] | None = None
+    if tokenizer is None and pad_values is None:
+        key = (
+            type(padding), padding, type(max_length), max_length, type(truncation), truncation,
+            type(pad_to_multiple_of), pad_to_multiple_of, padding_side, truncation_side,
+            type(return_attention_mask), return_attention_mask, return_tensors,
+            type(pad_token_id), pad_token_id, type(dtype), dtype, type(mask_dtype), mask_dtype,
+            type(pin_memory), pin_memory, *fields,
+        )  # fmt: skip
+        try:
+            cached = _OPTIONS_CACHE.get(key)
+        except TypeError:  # an unhashable argument: resolve (and report) it the slow way
+            key = None
+        else:
+            if cached is not None:
+                return cached
+    options = _resolve_options(
+        tokenizer=tokenizer,
+        padding=padding,
+        max_length=max_length,
+        truncation=truncation,
+        pad_to_multiple_of=pad_to_multiple_of,
+        padding_side=padding_side,
+        truncation_side=truncation_side,
+        return_attention_mask=return_attention_mask,
+        return_tensors=return_tensors,
+        pad_token_id=pad_token_id,
+        pad_values=pad_values,
+        dtype=dtype,
+        mask_dtype=mask_dtype,
+        pin_memory=pin_memory,
+        fields=fields,
+    )
+    if key is not None:
+        if len(_OPTIONS_CACHE) >= _OPTIONS_CACHE_SIZE:
+            _OPTIONS_CACHE.clear()
+        _OPTIONS_CACHE[key] = options
+    return options
+
+
+def _resolve_options(
+    *,
+    tokenizer: Any,
+    padding: Any,
+    max_length: Any,
+    truncation: Any,
+    pad_to_multiple_of: Any,
+    padding_side: Any,
+    truncation_side: Any,
+    return_attention_mask: Any,
+    return_tensors: Any,
+    pad_token_id: Any,
+    pad_values: Any,
+    dtype: Any,
+    mask_dtype: Any,
+    pin_memory: Any,
+    fields: Sequence[str],
+) -> PadOptions:
     if padding is True:
         padding_code = _PADDING["longest"]
     elif padding is False:
@@ -250,7 +320,7 @@ def resolve_options(
         dtype=_dtype_name(dtype, "dtype", _ID_DTYPES),
         mask_dtype=_dtype_name(mask_dtype, "mask_dtype", _MASK_DTYPES),
         pin_memory=pin,
-        pad_values=values,
+        pad_values=MappingProxyType(values),  # read-only: cached instances are shared
         main_key=main_key,
     )
 
@@ -323,6 +393,9 @@ def normalize_inputs(encoded_inputs: Any) -> Inputs:
     or 2-D integer array/tensor, a `Ragged`, a Mapping of field name to any of those (a single
     example when its first field is one flat row), or a list of per-example Mappings.
     """
+    if type(encoded_inputs) is list and encoded_inputs and type(encoded_inputs[0]) is list:
+        # The common case (a list of list rows), decided as the general path below would.
+        return Inputs(fields={"input_ids": Field("rows", encoded_inputs)}, rows=len(encoded_inputs))
     if isinstance(encoded_inputs, Ragged):
         fields = {"input_ids": Field("ragged", encoded_inputs)}
     elif isinstance(encoded_inputs, Mapping):
