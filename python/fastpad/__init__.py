@@ -18,7 +18,9 @@ except ImportError as error:  # pragma: no cover - only without a built extensio
     ) from error
 
 from ._batch import Batch
+from ._collator import DataCollatorForTokenClassification, DataCollatorWithPadding
 from ._flatten import flatten
+from ._packer import Packer, PackerStats
 from ._pad import default_threads, pad
 from ._plan import plan_batches
 from ._ragged import Ragged
@@ -28,6 +30,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "DataCollatorForTokenClassification",
+    "DataCollatorWithPadding",
+    "Packer",
+    "PackerStats",
     "Ragged",
     "__version__",
     "_core",
