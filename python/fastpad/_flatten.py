@@ -54,7 +54,7 @@ def concat_field(key: str, field: Field, lengths: npt.NDArray[np.int64]) -> npt.
         values = data.values[:total]
         if values.dtype == np.uint64 and values.size and int(values.max()) > 2**63 - 1:
             raise OverflowError(f"fastpad: values of {key!r} do not fit int64")
-        return np.asarray(values, dtype=np.int64)
+        return np.array(values, dtype=np.int64)  # a copy: outputs never alias the inputs
     if field.kind != "rows":
         raise TypeError(f"fastpad: field {key!r} holds one scalar per example; expected rows")
     out = np.empty(total, dtype=np.int64)
