@@ -19,6 +19,7 @@ except ImportError as error:  # pragma: no cover - only without a built extensio
 
 from ._batch import Batch
 from ._collator import DataCollatorForTokenClassification, DataCollatorWithPadding
+from ._encode import encode
 from ._flatten import flatten
 from ._packer import Packer, PackerStats
 from ._pad import default_threads, pad
@@ -38,6 +39,7 @@ __all__ = [
     "__version__",
     "_core",
     "default_threads",
+    "encode",
     "flatten",
     "pad",
     "plan_batches",
