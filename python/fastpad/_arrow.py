@@ -28,13 +28,15 @@ def _first_null(mask: Any) -> int:
     return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
 
 
-def _from_list_array(pa: Any, array: Any) -> Ragged:
-    """One (possibly sliced) List/LargeList/FixedSizeList array; values are never copied."""
+def _from_list_array(pa: Any, array: Any, first_row: int = 0) -> Ragged:
+    """One (possibly sliced) List/LargeList/FixedSizeList array; values are never copied.
+
+    `first_row` is the index of the array's first row in the whole column (for error messages).
+    """
     kind = array.type
     if array.null_count:
-        raise ValueError(
-            f"{_NAME}: row {_first_null(array.is_null())} is null; fill or drop null rows first"
-        )
+        row = first_row + _first_null(array.is_null())
+        raise ValueError(f"{_NAME}: row {row} is null; fill or drop null rows first")
     if pa.types.is_fixed_size_list(kind):
         size = kind.list_size
         # .values ignores the slice: the slice starts `array.offset` lists into it.
@@ -55,15 +57,17 @@ def _from_list_array(pa: Any, array: Any) -> Ragged:
     if window.null_count:
         position = _first_null(window.is_null())
         row = int(np.searchsorted(offsets, position, side="right")) - 1
-        raise ValueError(
-            f"{_NAME}: row {row} holds a null token at position {position - int(offsets[row])}"
-        )
+        column = position - int(offsets[row])
+        raise ValueError(f"{_NAME}: row {first_row + row} holds a null token at position {column}")
     values = window.to_numpy(zero_copy_only=True)
     return Ragged(values, offsets)
 
 
 def _from_chunks(pa: Any, chunks: list[Any], value_type: Any) -> Ragged:
-    parts = [_from_list_array(pa, chunk) for chunk in chunks]
+    firsts = np.cumsum([0] + [len(chunk) for chunk in chunks])[:-1]
+    parts = [
+        _from_list_array(pa, chunk, int(first)) for chunk, first in zip(chunks, firsts, strict=True)
+    ]
     if len(parts) == 1:
         return parts[0]
     if not parts:
