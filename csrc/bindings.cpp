@@ -177,9 +177,22 @@ struct Field {
 };
 
 void parse_field(const py::handle& spec, Field* field) {
-  auto item = spec.cast<py::tuple>();
+  // The spec is checked before any cast: a failed pybind11 cast would surface as RuntimeError.
+  const Py_ssize_t size = PyTuple_Check(spec.ptr()) ? PyTuple_GET_SIZE(spec.ptr()) : -1;
+  if (size < 3 || size > 4 || !PyUnicode_Check(PyTuple_GET_ITEM(spec.ptr(), 0)) ||
+      !PyLong_CheckExact(PyTuple_GET_ITEM(spec.ptr(), 1))) {
+    fail(ErrorKind::Type, "fastpad: a field spec must be (name, 0, rows) or (name, 1, values, "
+                          "offsets), got a " + type_name(spec.ptr()));
+  }
+  auto item = py::reinterpret_borrow<py::tuple>(spec);
   field->name = item[0].cast<std::string>();
-  const int kind = item[1].cast<int>();
+  const long kind = PyLong_AsLong(item[1].ptr());
+  if (kind != (size == 3 ? 0 : 1)) {
+    if (PyErr_Occurred()) PyErr_Clear();
+    fail(ErrorKind::Value, "fastpad: field '" + field->name + "' has spec kind " +
+                               py::repr(item[1]).cast<std::string>() +
+                               "; expected (name, 0, rows) or (name, 1, values, offsets)");
+  }
   if (kind == 0) {
     field->rows = py::reinterpret_borrow<py::object>(item[2]);
     if (!PyList_Check(field->rows.ptr()) && !PyTuple_Check(field->rows.ptr())) {

@@ -265,7 +265,15 @@ std::int64_t output_width(const std::int64_t* lengths, std::int64_t rows,
     }
   }
   if (options.multiple_of > 0 && width % options.multiple_of != 0) {
-    width = (width / options.multiple_of + 1) * options.multiple_of;
+    const std::int64_t steps = width / options.multiple_of + 1;
+    // Rounding up must not wrap: such a width is far beyond any buffer (found by fuzz_core).
+    if (steps > std::numeric_limits<std::int64_t>::max() / options.multiple_of) {
+      std::ostringstream message;
+      message << "fastpad: rounding the width " << width << " up to a multiple of "
+              << options.multiple_of << " exceeds int64; a batch that wide does not fit in memory";
+      throw Error(ErrorKind::Memory, message.str());
+    }
+    width = steps * options.multiple_of;
   }
   return width;
 }
