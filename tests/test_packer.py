@@ -7,6 +7,7 @@ offsets, ragged expansion with torch ops); only pinning, the copy and the events
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import threading
 from typing import Any
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpad
+import fastpad._packer
 from fastpad._packer import expand_ragged, ragged_mask, ragged_scatter_index
 
 token = st.integers(-(2**31), 2**31 - 1)
@@ -304,3 +306,91 @@ def test_ragged_expansion_helpers(
     assert mask.tolist() == reference_expand(
         [[True] * len(row) for row in rows], width, False, pad_left
     )
+
+
+class FakeEvent:
+    """An event that completes only when waited for: every reuse of its slot must wait."""
+
+    def __init__(self) -> None:
+        self.done = True
+        self.records = 0
+
+    def record(self, stream: Any = None) -> None:
+        self.done = False
+        self.records += 1
+
+    def query(self) -> bool:
+        return self.done
+
+    def synchronize(self) -> None:
+        self.done = True
+
+
+class FakeCuda:
+    Event = FakeEvent
+
+    def __init__(self) -> None:
+        self.default_stream = object()
+
+    def is_available(self) -> bool:
+        return True
+
+    def current_device(self) -> int:
+        return 0
+
+    def current_stream(self, device: Any = None) -> Any:
+        return self.default_stream
+
+    def stream(self, stream: Any) -> Any:
+        return contextlib.nullcontext()
+
+    def device(self, device: Any) -> Any:
+        return contextlib.nullcontext()
+
+
+class FakeTorch:
+    """torch, with CUDA simulated on the CPU: 'pinned' and 'device' buffers are CPU tensors."""
+
+    def __init__(self) -> None:
+        self.cuda = FakeCuda()
+        self.pinned: list[torch.Tensor] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    def empty(self, *args: Any, pin_memory: bool = False, device: Any = None, **kwargs: Any) -> Any:
+        tensor = torch.empty(*args, **kwargs)
+        if pin_memory:
+            self.pinned.append(tensor)
+        return tensor
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["padded", "ragged"])
+def test_ring_logic_with_a_simulated_device(monkeypatch: pytest.MonkeyPatch, ragged: bool) -> None:
+    """The CUDA path's ring (slots, events, growth, stats, one copy per batch) on the CPU."""
+    fake = FakeTorch()
+    monkeypatch.setattr(fastpad._packer, "_torch", lambda: fake)
+    packer = fastpad.Packer("cuda", buffers=2, pad_token_id=0, ragged_transfer=ragged)
+    assert packer.device == torch.device("cuda", 0)
+    rng = np.random.default_rng(3)
+    largest = [[9] * 64] * 16
+    batches = [largest, largest] + [
+        [rng.integers(1, 1000, size=int(n)).tolist() for n in rng.integers(0, 65, size=16)]
+        for _ in range(10)
+    ]
+    results = [packer(batch, padding_side="left") for batch in batches]
+    stats = packer.stats
+    assert stats.batches == 12
+    assert stats.pinned_allocations == len(fake.pinned) == 2
+    assert stats.pinned_bytes == sum(buffer.numel() for buffer in fake.pinned)
+    assert stats.reuses == 10
+    assert stats.waits == 10  # every reuse found its slot's copy "in flight" and waited
+    assert stats.copied_bytes == stats.payload_bytes > 0
+    assert all(slot.event.records == 6 for slot in packer._slots)
+    for buffer in fake.pinned:
+        buffer.fill_(255)  # the results were copied out of the slots
+    for batch, result in zip(batches, results, strict=True):
+        assert_same(result, expected_pad(batch, pad_token_id=0, padding_side="left"))
+    packer([[1] * 1000] * 16)  # larger than the slots: one grows, geometrically
+    assert packer.stats.pinned_allocations == 3
+    assert fake.pinned[-1].numel() >= 2 * fake.pinned[0].numel()
