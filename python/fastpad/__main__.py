@@ -1,0 +1,143 @@
+"""Command line: ``python -m fastpad bench`` (also installed as the ``fastpad`` command)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"batch sizes must be integers, got {text!r}") from None
+    if not sizes or any(size < 1 for size in sizes):
+        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
+    return sorted(set(sizes))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastpad", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser(
+        "bench",
+        help="time fastpad side by side with transformers, torch and numpy on this machine",
+        description=(
+            "Pad the same ragged batches with fastpad and with what people use today "
+            "(fastpad.reference, tokenizer.pad, DataCollatorWithPadding, pad_sequence, numpy, a "
+            "copy floor), check every output equal, then print medians and ratios and write "
+            "bench.png and bench.json. No downloads: the batches are generated, the tokenizer is "
+            "the bundled all-MiniLM-L6-v2 when installed."
+        ),
+    )
+    bench.add_argument(
+        "--quick", action="store_true", help="small budget and B <= 1024 (under a minute)"
+    )
+    bench.add_argument("--out", default=".", help="directory for bench.png and bench.json")
+    bench.add_argument(
+        "--batch-sizes",
+        type=_sizes,
+        default=None,
+        metavar="B,B,...",
+        help="batch sizes (default 1,8,32,256,1024,4096; --quick: up to 1024)",
+    )
+    bench.add_argument(
+        "--workloads",
+        default="short,sentences,documents",
+        metavar="W,W,...",
+        help=(
+            "length distributions: short (mean 20), sentences (mean 90, cap 512), documents "
+            "(mean 1200, cap 4096, truncated to 512), or MEAN[:CAP[:TRUNCATE]] for a custom "
+            "log-normal one"
+        ),
+    )
+    bench.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="threads for fastpad and torch in the main table (default 1); the thread-scaling "
+        "table always runs 1..usable cores",
+    )
+    bench.add_argument(
+        "--paths", default=None, metavar="P,P,...", help="only these paths (names as in the JSON)"
+    )
+    bench.add_argument(
+        "--budget", type=float, default=None, help="seconds per batch size and workload"
+    )
+    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
+    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument("--no-plot", action="store_true", help="write no PNG")
+    return parser
+
+
+def bench(arguments: argparse.Namespace) -> int:
+    """Run the benchmark described by parsed `arguments`; returns the exit status."""
+    from . import _bench
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    try:
+        workloads = [_bench.parse_workload(name) for name in arguments.workloads.split(",")]
+        paths = arguments.paths.split(",") if arguments.paths else None
+        if paths is not None:
+            _bench.available_paths("tokenizer", paths)  # unknown names fail here, before any work
+    except ValueError as error:
+        print(f"fastpad bench: {error}", file=sys.stderr)
+        return 2
+    if arguments.threads < 1:
+        print("fastpad bench: --threads must be >= 1", file=sys.stderr)
+        return 2
+    quick = arguments.quick
+    sizes = arguments.batch_sizes or list(_bench.QUICK_BATCH_SIZES if quick else _bench.BATCH_SIZES)
+    config = _bench.BenchConfig(
+        workloads=workloads,
+        batch_sizes=sizes,
+        paths=paths,
+        threads=arguments.threads,
+        budget_seconds=arguments.budget or (0.3 if quick else 2.0),
+        memory=not arguments.no_memory,
+        memory_batch_sizes=[max(sizes)] if quick else None,
+        encode_batch_sizes=[256] if quick else [32, 256],
+        seed=arguments.seed,
+    )
+    os.makedirs(arguments.out, exist_ok=True)
+    started = time.perf_counter()
+    report = _bench.run(config, progress=not arguments.no_progress)
+    report["command"] = "python -m fastpad bench " + " ".join(sys.argv[2:])
+    report["elapsed_s"] = time.perf_counter() - started
+    machine = report["machine"]
+    print(
+        f"fastpad {machine['fastpad']} on {machine['cpu']} ({machine['cores']} cores, "
+        f"{machine['machine']}), Python {machine['python']}, torch {machine['torch']}, "
+        f"numpy {machine['numpy']}, transformers {machine['transformers']}; "
+        f"{config.threads} thread(s)"
+    )
+    print(report["tokenizer"])
+    for line in _bench.table_lines(report):
+        print(line)
+    for note in report["notes"]:
+        print(f"- {note}")
+    json_path = os.path.join(arguments.out, "bench.json")
+    _bench.write_json(report, json_path)
+    print(f"\nwrote {json_path}")
+    if not arguments.no_plot:
+        png_path = os.path.join(arguments.out, "bench.png")
+        _bench.plot(report, png_path)
+        print(f"wrote {png_path}")
+    print(f"({report['elapsed_s']:.1f} s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m fastpad`` and of the ``fastpad`` console script."""
+    arguments = _parser().parse_args(argv)
+    if arguments.command == "bench":
+        return bench(arguments)
+    return 2  # pragma: no cover - argparse rejects unknown commands
+
+
+if __name__ == "__main__":
+    sys.exit(main())
