@@ -10,6 +10,7 @@ shared between calls.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -94,44 +95,59 @@ class PackerStats:
     output_bytes: int = 0
 
 
-@dataclass
 class _Part:
     """Where one output lives in the batch buffer."""
 
-    offset: int
-    dtype: Any  # torch.dtype
-    shape: tuple[int, ...]
+    __slots__ = ("dtype", "nbytes", "offset", "shape")
 
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * int(self.dtype.itemsize)
+    def __init__(self, offset: int, dtype: Any, shape: tuple[int, ...]) -> None:
+        self.offset = offset
+        self.dtype = dtype  # torch.dtype
+        self.shape = shape
+        count = 1
+        for size in shape:
+            count *= size
+        self.nbytes = count * int(dtype.itemsize)
 
     def view(self, buffer: Any) -> Any:
         return buffer[self.offset : self.offset + self.nbytes].view(self.dtype).view(self.shape)
 
 
+@functools.cache
+def _numpy_dtype(dtype: Any) -> np.dtype[Any]:
+    """The numpy dtype of a torch dtype."""
+    return _torch().empty((), dtype=dtype).numpy().dtype  # type: ignore[no-any-return]
+
+
 class _Carver:
-    """Hands out aligned views of one uint8 tensor, acquired once the total size is known."""
+    """Hands out aligned numpy views of one uint8 host tensor, acquired once its size is known.
+
+    Host-side views are numpy (cheap to make, and what the core writes into); the device-side
+    views are made from the `_Part` records once the bytes have been copied.
+    """
 
     def __init__(self, acquire: Callable[[int], Any]) -> None:
         self._acquire = acquire
-        self.buffer: Any = None
+        self.buffer: Any = None  # torch uint8 tensor
+        self.array: Any = None  # numpy view of `buffer`
         self.used = 0  # aligned start of the next view
         self.end = 0  # end of the last view: the bytes a copy has to move
 
     def reserve(self, nbytes: int) -> None:
         if self.buffer is None:
             self.buffer = self._acquire(nbytes)
+            self.array = self.buffer.numpy()
 
     def take(self, dtype: Any, shape: tuple[int, ...]) -> tuple[_Part, Any]:
         part = _Part(self.used, dtype, shape)
         end = part.offset + part.nbytes
-        if self.buffer is None or end > self.buffer.numel():
+        if self.buffer is None or end > self.array.shape[0]:
             # The sizes reserved up front cover every take; reaching this is a fastpad bug.
             raise RuntimeError("fastpad.Packer: batch layout exceeds its reserved buffer")
         self.used = _aligned(end)
         self.end = end
-        return part, part.view(self.buffer)
+        view = self.array[part.offset : end].view(_numpy_dtype(dtype)).reshape(shape)
+        return part, view
 
 
 class _Slot:
@@ -496,7 +512,7 @@ class Packer:
         for key, tensor in scalars.items():
             if tensor.device.type == "cpu":
                 part, view = carver.take(tensor.dtype, tuple(tensor.shape))
-                view.copy_(tensor)
+                view[...] = tensor.numpy()
                 staged[key] = part
             else:
                 separate[key] = tensor
@@ -526,8 +542,15 @@ class Packer:
         scalars: dict[str, Any],
         threads: int | None,
     ) -> Batch:
+        if not self._cuda:
+            # Fresh tensors from the engine, as `fastpad.pad` makes them: never shared.
+            batch = pad_inputs(inputs, options, threads=threads)
+            self._counters["payload_bytes"] += sum(
+                _nbytes(value) for value in batch.values() if hasattr(value, "element_size")
+            )
+            return batch
         torch = _torch()
-        carver = _Carver(self._acquire if self._cuda else _torch_empty)
+        carver = _Carver(self._acquire)
         itemsizes = _padded_itemsizes(padded_inputs, options)
         parts: dict[int, _Part] = {}
 
@@ -538,7 +561,7 @@ class Packer:
             )
             part, view = carver.take(getattr(torch, dtype_name), (rows, width))
             parts[id(view)] = part
-            return view, view.numpy()
+            return view, view
 
         host = pad_inputs(padded_inputs, options, threads=threads, allocate=allocate)
         staged, separate = self._stage_scalars(carver, scalars)
@@ -564,7 +587,7 @@ class Packer:
         def allocate(rows: int, width: int, dtype_name: str) -> tuple[Any, Any]:
             scratch.reserve(sum(_aligned(rows * width * size) for size in itemsizes))
             _part, view = scratch.take(getattr(torch, dtype_name), (rows, width))
-            return view, view.numpy()
+            return view, view
 
         host = pad_inputs(padded_inputs, options, threads=threads, allocate=allocate)
         lengths, width = _core.measure(
@@ -577,11 +600,17 @@ class Packer:
             options.truncate,
             options.multiple_of,
         )
+        if options.truncate:
+            # measure() gives the input lengths; the core keeps min(length, max_length) tokens.
+            lengths = np.minimum(lengths, options.max_length)
         rows = int(lengths.shape[0])
         total = int(lengths.sum())
         # Fields packed from the input (the created mask is rebuilt on the device instead).
         fields = [key for key in padded_inputs.fields if key in host]
-        dtypes = {key: host[key].dtype for key in fields}
+        dtypes = {
+            key: getattr(torch, options.mask_dtype if key == "attention_mask" else options.dtype)
+            for key in fields
+        }
 
         # 2. Offsets and real tokens into the batch buffer (the pinned slot on CUDA).
         carver = _Carver(self._acquire if self._cuda else _torch_empty)
@@ -590,8 +619,7 @@ class Packer:
             + sum(_aligned(total * dtypes[key].itemsize) for key in fields)
             + self._scalar_bytes(scalars)
         )
-        offsets_part, offsets_view = carver.take(torch.int64, (rows + 1,))
-        offsets = offsets_view.numpy()
+        offsets_part, offsets = carver.take(torch.int64, (rows + 1,))
         offsets[0] = 0
         np.cumsum(lengths, out=offsets[1:])
         row_base = np.arange(rows, dtype=np.int64) * width - offsets[:-1]
@@ -601,7 +629,7 @@ class Packer:
         value_parts = {}
         for key in fields:
             part, view = carver.take(dtypes[key], (total,))
-            np.take(host[key].numpy().reshape(-1), flat_index, out=view.numpy(), mode="clip")
+            np.take(host[key].reshape(-1), flat_index, out=view, mode="clip")
             value_parts[key] = part
         staged, separate = self._stage_scalars(carver, scalars)
 
