@@ -96,8 +96,11 @@ def test_matches_oracle(
         )
         assert list(batch) == ["input_ids", "attention_mask", "overflow_to_sample_mapping"]
         ids, mask = padded(expected)
-        assert batch["input_ids"].tolist() == ids if ids else batch["input_ids"].shape[0] == 0
-        assert batch["attention_mask"].tolist() == mask if mask else True
+        if expected:
+            assert batch["input_ids"].tolist() == ids
+            assert batch["attention_mask"].tolist() == mask
+        else:
+            assert batch["input_ids"].shape[0] == 0
         assert batch["overflow_to_sample_mapping"].tolist() == mapping
         assert batch["overflow_to_sample_mapping"].dtype == np.int64
 
