@@ -90,8 +90,8 @@ def column() -> Any:
 
 
 @pytest.fixture(scope="module")
-def collator() -> Any:
-    return transformers.DataCollatorWithPadding(tokenizer(), return_tensors="pt")
+def collator(bench_tokenizer: Any) -> Any:  # bench_tokenizer: benchmarks/conftest.py
+    return transformers.DataCollatorWithPadding(bench_tokenizer, return_tensors="pt")
 
 
 def test_same_batches(column: Any, collator: Any) -> None:
