@@ -90,8 +90,9 @@ def column() -> Any:
 
 
 @pytest.fixture(scope="module")
-def collator(bench_tokenizer: Any) -> Any:  # bench_tokenizer: benchmarks/conftest.py
-    return transformers.DataCollatorWithPadding(bench_tokenizer, return_tensors="pt")
+def collator() -> Any:
+    # Its own tokenizer: DataCollatorWithPadding needs a transformers tokenizer (with .pad).
+    return transformers.DataCollatorWithPadding(tokenizer(), return_tensors="pt")
 
 
 def test_same_batches(column: Any, collator: Any) -> None:
