@@ -275,8 +275,8 @@ class Packer:
     pinned memory (``stats.pinned_allocations`` stays put).
 
     With ``device="cpu"``, or ``"cuda"`` on a machine where torch sees no CUDA device, the packer
-    pads into fresh CPU tensors on every call (no pinning, no copies, `device` reports ``cpu``),
-    so the same code and tests run anywhere.
+    pads into fresh CPU tensors on every call (no pinning, no copies, `stream` ignored, `device`
+    reports ``cpu``), so the same code and tests run anywhere.
 
     Parameters
     ----------
