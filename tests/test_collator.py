@@ -186,6 +186,14 @@ def test_token_classification_labels_of_other_lengths(
         fastpad.DataCollatorForTokenClassification(tokenizer)(features)
 
 
+def test_token_classification_scalar_labels_raise(tokenizer: Any, sentences: list[str]) -> None:
+    features = features_of(tokenizer, sentences, label=lambda index, length: index)
+    with pytest.raises(TypeError):
+        transformers.DataCollatorForTokenClassification(tokenizer)(features)
+    with pytest.raises(TypeError, match="example 0: 'label' must be a sequence"):
+        fastpad.DataCollatorForTokenClassification(tokenizer)(features)
+
+
 def test_token_classification_without_labels(tokenizer: Any, sentences: list[str]) -> None:
     features = features_of(tokenizer, sentences)
     expected = transformers.DataCollatorForTokenClassification(tokenizer)(features)

@@ -111,6 +111,12 @@ def _collate(
     if ragged_labels is not None:
         rows = columns[main_key]
         labels = columns[ragged_labels]
+        for index, label in enumerate(labels):
+            if isinstance(label, str | bytes) or not hasattr(label, "__len__"):
+                raise TypeError(
+                    f"fastpad.{owner}: example {index}: {ragged_labels!r} must be a sequence of "
+                    f"per-token labels, got {type(label).__name__}"
+                )
         if all(len(label) == len(row) for label, row in zip(labels, rows, strict=True)):
             # One pass for ids and labels: labels follow the rows they label.
             to_pad[ragged_labels] = labels
