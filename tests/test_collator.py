@@ -238,6 +238,14 @@ def loader_batches(loader: DataLoader[Any]) -> Iterator[Any]:
     yield from loader
 
 
+# Python >= 3.12 warns when a multi-threaded process forks (torch's thread pool counts); the
+# workers below only unpickle and collate, which is safe, and the default start method stays.
+fork_warning = pytest.mark.filterwarnings(
+    r"ignore:This process \(pid=\d+\) is multi-threaded, use of fork\(\):DeprecationWarning"
+)
+
+
+@fork_warning
 def test_dataloader_with_two_workers(tokenizer: Any, sentences: list[str]) -> None:
     features = features_of(tokenizer, sentences, label=lambda index, length: index % 2)
     dataset = FeatureDataset(features)
@@ -255,6 +263,7 @@ def test_dataloader_with_two_workers(tokenizer: Any, sentences: list[str]) -> No
         assert_same(batch, expected)
 
 
+@fork_warning
 def test_workers_never_pin_by_default() -> None:
     loader = DataLoader(FeatureDataset([{}] * 2), batch_size=1, num_workers=1,
                         collate_fn=WorkerPinDefault())  # fmt: skip
