@@ -97,9 +97,13 @@ def bench(arguments: argparse.Namespace) -> int:
         batch_sizes=sizes,
         paths=paths,
         threads=arguments.threads,
-        budget_seconds=arguments.budget or (0.3 if quick else 2.0),
+        budget_seconds=arguments.budget or (0.2 if quick else 2.0),
         memory=not arguments.no_memory,
-        memory_batch_sizes=[max(sizes)] if quick else None,
+        # --quick: memory at one batch size, the largest up to 256 (pure Python is slow there).
+        memory_batch_sizes=[max([size for size in sizes if size <= 256] or sizes[:1])]
+        if quick
+        else None,
+        min_rounds=3 if quick else 5,
         encode_batch_sizes=[256] if quick else [32, 256],
         seed=arguments.seed,
     )

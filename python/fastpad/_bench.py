@@ -517,6 +517,7 @@ class BenchConfig:
     encode_batch_sizes: list[int] = field(default_factory=lambda: [32, 256])
     seed: int = 0
     slow_max_cells: int = 1 << 24  # skip pure-Python paths above this many output cells
+    min_rounds: int = 5  # samples of every path at least
 
 
 @dataclass
@@ -710,7 +711,7 @@ def _measure_cell(
         assert_same(function(), expected, f"{path.name} at {workload.name} B={size}")
     del expected
     gc.collect()
-    samples = time_interleaved(functions, config.budget_seconds)
+    samples = time_interleaved(functions, config.budget_seconds, min_rounds=config.min_rounds)
     measure_memory = config.memory and (
         config.memory_batch_sizes is None or size in config.memory_batch_sizes
     )
