@@ -943,6 +943,12 @@ def plot(report: dict[str, Any], filename: str) -> None:
         "fastpad-lists": {"color": "tab:red", "linewidth": 2.6, "marker": "o"},
         "fastpad-ragged": {"color": "tab:orange", "linewidth": 2.6, "marker": "s"},
         "copy-floor": {"color": "black", "linestyle": ":", "marker": "."},
+        "reference": {"color": "tab:blue", "marker": "<"},
+        "tokenizer-pad": {"color": "tab:purple", "marker": ">"},
+        "collator": {"color": "tab:pink", "marker": "d", "linestyle": "--"},
+        "pad-sequence": {"color": "tab:green", "marker": "^"},
+        "numpy-lists": {"color": "tab:brown", "marker": "v"},
+        "numpy-flat": {"color": "tab:olive", "marker": "P"},
     }
     for axis, workload in zip(axes[0], workloads, strict=True):
         for number, path in enumerate(paths):
@@ -953,7 +959,7 @@ def plot(report: dict[str, Any], filename: str) -> None:
             ]
             if not points:
                 continue
-            style = styles.get(path, {"marker": "^v<>dpPhX*"[number % 10], "linewidth": 1.2})
+            style = {"linewidth": 1.2, **styles.get(path, {"marker": "^v<>dpPhX*"[number % 10]})}
             axis.plot(
                 [size for size, _ in points],
                 [seconds for _, seconds in points],
