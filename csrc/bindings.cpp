@@ -258,8 +258,28 @@ fastpad::Padding padding_from(int code) {
 
 // measure(fields, padding, max_length, truncate, multiple_of) -> (lengths, width)
 // Row lengths of the batch (every field must agree row by row) and the output width.
-py::tuple measure(const py::list& specs, int padding, std::int64_t max_length, bool truncate,
-                  std::int64_t multiple_of) {
+// Python ints of any size. pybind11's int64 caster turns an int beyond int64 into a TypeError
+// naming no argument; this saturates instead (setting *overflow) and the caller decides.
+std::int64_t saturating_int(const py::int_& value, bool* overflow) {
+  int sign = 0;
+  const long long result = PyLong_AsLongLongAndOverflow(value.ptr(), &sign);
+  if (result == -1 && PyErr_Occurred()) throw py::error_already_set();
+  *overflow = sign != 0;
+  if (sign > 0) return std::numeric_limits<std::int64_t>::max();
+  if (sign < 0) return std::numeric_limits<std::int64_t>::min();
+  return result;
+}
+
+py::tuple measure(const py::list& specs, int padding, const py::int_& max_length_arg,
+                  bool truncate, const py::int_& multiple_of_arg) {
+  // A max_length beyond int64 limits nothing a buffer can hold: it saturates (padding to it is a
+  // MemoryError below). A multiple beyond int64 leaves width 0 alone and is a MemoryError else.
+  bool max_length_overflow = false;
+  bool multiple_overflow = false;
+  const std::int64_t max_length = saturating_int(max_length_arg, &max_length_overflow);
+  std::int64_t multiple_of = saturating_int(multiple_of_arg, &multiple_overflow);
+  const bool huge_multiple = multiple_overflow && multiple_of > 0;
+  if (huge_multiple) multiple_of = 0;
   if (specs.empty()) fail(ErrorKind::Value, "fastpad: no ragged field to pad");
   std::vector<std::unique_ptr<Field>> fields;
   for (const auto& spec : specs) {
@@ -306,6 +326,13 @@ py::tuple measure(const py::list& specs, int padding, std::int64_t max_length, b
   options.truncate = truncate;
   options.multiple_of = multiple_of;
   const std::int64_t width = fastpad::output_width(first, rows, options);
+  if (huge_multiple && width > 0) {
+    std::ostringstream message;
+    message << "fastpad: rounding the width " << width << " up to a multiple of "
+            << py::str(multiple_of_arg).cast<std::string>()
+            << " exceeds int64; a batch that wide does not fit in memory";
+    fail(ErrorKind::Memory, message.str());
+  }
   return py::make_tuple(lengths, width);
 }
 
@@ -456,13 +483,32 @@ void parallel_rows(std::int64_t rows, int threads, Fn&& fn) {
 
 // pack(fields, outputs, pad_values, lengths, mask, width, keep_limit, pad_left, truncate_left,
 //      threads): writes every field and the mask into the caller's buffers.
-void pack(const py::list& specs, const py::list& outputs, const std::vector<std::int64_t>& pad_values,
+void pack(const py::list& specs, const py::list& outputs, const py::sequence& pad_value_list,
           const py::array_t<std::int64_t, 0>& lengths_array, const py::object& mask,
-          std::int64_t width, std::int64_t keep_limit, bool pad_left, bool truncate_left,
+          std::int64_t width, const py::int_& keep_limit_arg, bool pad_left, bool truncate_left,
           int threads) {
+  // A keep limit beyond int64 (truncation to a huge max_length) keeps every token.
+  bool keep_overflow = false;
+  std::int64_t keep_limit = saturating_int(keep_limit_arg, &keep_overflow);
+  if (keep_overflow && keep_limit < 0) keep_limit = -1;
   const std::size_t count = specs.size();
-  if (outputs.size() != count || pad_values.size() != count) {
+  if (outputs.size() != count || pad_value_list.size() != count) {
     fail(ErrorKind::Value, "fastpad: fields, outputs and pad_values must have the same length");
+  }
+  // Pad values are Python ints of any size: one beyond int64 is an OverflowError naming it, not
+  // a TypeError from overload resolution.
+  std::vector<std::int64_t> pad_values(count);
+  for (std::size_t index = 0; index < count; ++index) {
+    py::object value = pad_value_list[index];
+    if (!PyLong_Check(value.ptr()) || PyBool_Check(value.ptr())) {
+      fail(ErrorKind::Type, "fastpad: pad values must be ints, got a " + type_name(value.ptr()));
+    }
+    bool overflow = false;
+    pad_values[index] = saturating_int(py::reinterpret_borrow<py::int_>(value), &overflow);
+    if (overflow) {
+      fail(ErrorKind::Overflow, "fastpad: pad value " + py::str(value).cast<std::string>() +
+                                    " does not fit int64");
+    }
   }
   IntVector lengths;
   if (!borrow_int_vector(lengths_array.ptr(), "lengths", &lengths) || lengths.type != Scalar::Int64) {

@@ -4,6 +4,10 @@
 #include <cstring>
 #include <sstream>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 namespace fastpad {
 
 namespace {
@@ -278,15 +282,38 @@ std::int64_t output_width(const std::int64_t* lengths, std::int64_t rows,
   return width;
 }
 
+namespace {
+// Bytes of physical memory, or INT64_MAX when unknown.
+std::int64_t physical_memory() {
+#if defined(_SC_PHYS_PAGES) && defined(_SC_PAGESIZE)
+  const long pages = sysconf(_SC_PHYS_PAGES);
+  const long page_size = sysconf(_SC_PAGESIZE);
+  if (pages > 0 && page_size > 0 &&
+      pages <= std::numeric_limits<std::int64_t>::max() / page_size) {
+    return static_cast<std::int64_t>(pages) * page_size;
+  }
+#endif
+  return std::numeric_limits<std::int64_t>::max();
+}
+}  // namespace
+
 std::int64_t checked_cells(std::int64_t rows, std::int64_t width, Scalar type) {
   const auto element = static_cast<std::int64_t>(scalar_size(type));
   // Limit to what a size_t byte count and a ptrdiff_t index can both hold.
   const std::int64_t limit = std::numeric_limits<std::int64_t>::max() / 8;
-  if (rows < 0 || width < 0 || (width != 0 && rows > limit / width) ||
-      (rows * width) > limit / element) {
+  const bool addressable = rows >= 0 && width >= 0 && (width == 0 || rows <= limit / width) &&
+                           rows * width <= limit / element;
+  // Beyond physical memory an allocation may still succeed (overcommit) and the process is then
+  // killed while the padding is written: refuse it here, with the size in the message.
+  if (!addressable || rows * width * element > physical_memory()) {
     std::ostringstream message;
-    message << "fastpad: a [" << rows << ", " << width << "] " << scalar_name(type)
-            << " batch does not fit in memory";
+    message << "fastpad: a [" << rows << ", " << width << "] " << scalar_name(type) << " batch";
+    if (addressable) {
+      message << " (" << rows * width * element << " bytes) is larger than the "
+              << physical_memory() << " bytes of physical memory";
+    } else {
+      message << " does not fit in memory";
+    }
     throw Error(ErrorKind::Memory, message.str());
   }
   return rows * width;

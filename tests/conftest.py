@@ -79,3 +79,20 @@ def sentences() -> list[str]:
         "A B C D E F G H I J K L M N O P Q R S T U V W X Y Z",
     ]
     return [text for _ in range(8) for text in base]
+
+
+# Hypothesis profiles: "dev" (default), "ci" (.ci/run), "long" (local soak runs); choose one with
+# HYPOTHESIS_PROFILE=... . Tests that set max_examples themselves keep their own.
+try:
+    from hypothesis import HealthCheck, settings
+
+    _quiet = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    settings.register_profile("dev", max_examples=100, deadline=None)
+    settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=_quiet)
+    settings.register_profile("asan", max_examples=30, deadline=None, suppress_health_check=_quiet)
+    settings.register_profile(
+        "long", max_examples=5000, deadline=None, suppress_health_check=_quiet
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+except ImportError:  # hypothesis is a test extra; tests that need it import it themselves
+    pass
