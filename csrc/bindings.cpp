@@ -14,6 +14,7 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -463,7 +464,10 @@ void parallel_rows(std::int64_t rows, int threads, Fn&& fn) {
     fn(std::int64_t{0}, rows);
     return;
   }
-  const std::int64_t chunks = std::min<std::int64_t>(threads, rows);
+  // More threads than this only adds start-up cost (and a huge `threads` would exhaust the
+  // process's threads); it also keeps rows * chunk far from overflowing.
+  constexpr std::int64_t kMaxThreads = 256;
+  const std::int64_t chunks = std::min<std::int64_t>({threads, rows, kMaxThreads});
   std::vector<std::thread> workers;
   std::vector<std::exception_ptr> errors(static_cast<std::size_t>(chunks));
   auto run = [&](std::int64_t chunk) {
@@ -473,7 +477,15 @@ void parallel_rows(std::int64_t rows, int threads, Fn&& fn) {
       errors[static_cast<std::size_t>(chunk)] = std::current_exception();
     }
   };
-  for (std::int64_t chunk = 1; chunk < chunks; ++chunk) workers.emplace_back(run, chunk);
+  for (std::int64_t chunk = 1; chunk < chunks; ++chunk) {
+    try {
+      workers.emplace_back(run, chunk);
+    } catch (const std::system_error&) {
+      // No thread available: this chunk runs here. Letting the exception escape would destroy
+      // joinable threads (std::terminate).
+      run(chunk);
+    }
+  }
   run(0);
   for (auto& worker : workers) worker.join();
   for (auto& error : errors) {

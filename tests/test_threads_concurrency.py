@@ -167,3 +167,13 @@ def test_shared_packer_is_safe_or_refuses() -> None:
         for seed, result in zip(seeds, pool.map(worker, seeds), strict=True):
             if result is not None:
                 assert result == expected[seed], f"shared Packer corrupted batch {seed}"
+
+
+def test_absurd_thread_counts_are_capped() -> None:
+    # threads is a hint: 2**31 - 1 used to start one std::thread per row (and std::terminate
+    # once the process ran out of threads); it is capped now.
+    batch = fastpad.Ragged.from_rows([[1, 2, 3], [4]] * 10_000)
+    want = fastpad.pad(batch, pad_token_id=0, return_tensors="np", threads=1)
+    got = fastpad.pad(batch, pad_token_id=0, return_tensors="np", threads=2**31 - 1)
+    assert np.array_equal(got["input_ids"], want["input_ids"])
+    assert np.array_equal(got["attention_mask"], want["attention_mask"])
