@@ -181,8 +181,7 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
         for row, (length, other) in enumerate(zip(lengths, other_lengths, strict=True)):
             if other != length:
                 raise ValueError(
-                    f"fastpad: row {row} has {length} tokens in {names[0]!r} but {other} "
-                    f"in {key!r}"
+                    f"fastpad: row {row} has {length} tokens in {names[0]!r} but {other} in {key!r}"
                 )
     width = _width(lengths, options)
     ragged = {key: _field_rows(key, inputs.fields[key], options) for key in names}
