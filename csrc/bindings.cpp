@@ -50,6 +50,10 @@ class Buffer {
     return true;
   }
   const Py_buffer& view() const { return view_; }
+  void release() {
+    if (held_) PyBuffer_Release(&view_);
+    held_ = false;
+  }
 
  private:
   Py_buffer view_{};
@@ -87,8 +91,9 @@ struct IntVector {
 };
 
 // Borrows a 1-D integer buffer from `object`; `role` names it in errors ("row 3 of 'input_ids'",
-// "values of 'input_ids'"). Non-contiguous arrays are rejected rather than copied behind the
-// caller's back. Returns false when the object exports no buffer at all.
+// "values of 'input_ids'"). Returns false when the object exports no buffer at all, or a strided
+// one: callers then read it through as_array_or_none, which makes a contiguous copy of that input
+// row (inputs may be copied; outputs never are).
 bool borrow_int_vector(PyObject* object, const std::string& role, IntVector* vector,
                        bool allow_bool = false) {
   if (!vector->buffer.acquire(object, PyBUF_RECORDS_RO)) return false;
@@ -107,18 +112,20 @@ bool borrow_int_vector(PyObject* object, const std::string& role, IntVector* vec
     fail(ErrorKind::Type, message.str());
   }
   if (view.strides != nullptr && view.shape[0] > 1 && view.strides[0] != view.itemsize) {
-    fail(ErrorKind::Value, "fastpad: " + role + " is not contiguous; pass a contiguous array");
+    vector->buffer.release();
+    return false;
   }
   vector->data = view.buf;
   vector->size = view.shape[0];
   return true;
 }
 
-// Rows that are not lists, tuples or buffers but convert through numpy (torch tensors, array-likes
-// with __array__) are converted once with numpy.asarray.
+// Rows that are not lists, tuples or contiguous buffers but convert through numpy (torch tensors,
+// array-likes with __array__, strided arrays) are converted once with numpy.ascontiguousarray.
 py::object as_array_or_none(PyObject* row) {
-  if (PyObject_HasAttrString(row, "__array__") || PyObject_HasAttrString(row, "__array_interface__")) {
-    return py::module_::import("numpy").attr("asarray")(py::handle(row));
+  if (PyObject_CheckBuffer(row) || PyObject_HasAttrString(row, "__array__") ||
+      PyObject_HasAttrString(row, "__array_interface__")) {
+    return py::module_::import("numpy").attr("ascontiguousarray")(py::handle(row));
   }
   return py::none();
 }

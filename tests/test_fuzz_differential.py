@@ -435,19 +435,13 @@ def test_regression_width_rounding_does_not_wrap() -> None:
         )
 
 
-# Found by fuzz/fuzz_pad.py, awaiting a fix in the Python layer (strict xfail: it starts failing
-# when fixed, and the marker must then go).
-@pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="_options.resolve_options asserts on None"
-)
+# Found by fuzz/fuzz_pad.py: resolve_options asserted on a None pad value.
 def test_pad_value_none_is_a_type_error() -> None:
     with pytest.raises(TypeError):
         fastpad.pad([[1]], pad_token_id=0, pad_values={"labels": None}, return_tensors="np")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the fast path refuses strided inputs, the reference reads them"
-)
+# Found by fuzz/fuzz_pad.py: the fast path refused strided inputs that the reference reads.
 @pytest.mark.parametrize("form", ["ragged", "row"])
 def test_strided_inputs_agree_with_reference(form: str) -> None:
     values = np.arange(20, dtype=np.int64)[::2]

@@ -270,7 +270,8 @@ def _resolve_options(
             raise TypeError("fastpad.pad: pad_values must be a mapping of field name to int")
         for key, value in pad_values.items():
             checked = _int_option(value, f"pad_values[{key!r}]")
-            assert checked is not None
+            if checked is None:
+                raise TypeError(f"fastpad.pad: pad_values[{key!r}] must be an int, got None")
             values[str(key)] = checked
     explicit_id = _int_option(pad_token_id, "pad_token_id")
     if explicit_id is not None:

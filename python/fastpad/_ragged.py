@@ -22,6 +22,8 @@ def _as_int_vector(array: Any, name: str) -> npt.NDArray[np.integer[Any]]:
     result = np.asarray(array)
     if result.ndim != 1:
         raise ValueError(f"Ragged: {name} must be 1-D, got shape {result.shape}")
+    # Strided views are copied once here; contiguous arrays are used as they are.
+    result = np.ascontiguousarray(result)
     if result.size == 0 and result.dtype.kind == "f":
         result = result.astype(np.int64)  # np.asarray([]) is float64
     if result.dtype.kind not in "iu":

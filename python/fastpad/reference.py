@@ -83,6 +83,43 @@ def _field_rows(key: str, field: Field, options: PadOptions) -> list[list[int]]:
     return [_row_tokens(row, key, index, options) for index, row in enumerate(field.data)]
 
 
+def _dtype_of(key: str, options: PadOptions) -> str:
+    return options.mask_dtype if key == "attention_mask" else options.dtype
+
+
+def _read_fields(names: list[str], inputs: Inputs, options: PadOptions) -> dict[str, list[Any]]:
+    """Read and range-check every field's kept tokens in the order the C++ path does, so that
+    a batch with several problems raises the same exception: list fields first (for each field
+    its pad value, then its list rows token by token), then `Ragged` fields, then array rows."""
+    rows: dict[str, list[Any]] = {}
+    deferred: list[tuple[str, int, Any]] = []
+    for key in names:
+        field = inputs.fields[key]
+        if field.kind != "rows":
+            continue
+        _check_range([[options.pad_values[key]]], key, _dtype_of(key, options))
+        rows[key] = []
+        for index, row in enumerate(field.data):
+            if isinstance(row, list | tuple):
+                tokens = _row_tokens(row, key, index, options)
+                _check_range([tokens], key, _dtype_of(key, options), first_row=index)
+                rows[key].append(tokens)
+            else:
+                rows[key].append(None)
+                deferred.append((key, index, row))
+    for key in names:
+        field = inputs.fields[key]
+        if field.kind == "ragged":
+            _check_range([[options.pad_values[key]]], key, _dtype_of(key, options))
+            rows[key] = _field_rows(key, field, options)
+            _check_range(rows[key], key, _dtype_of(key, options))
+    for key, index, row in deferred:
+        tokens = _row_tokens(row, key, index, options)
+        _check_range([tokens], key, _dtype_of(key, options), first_row=index)
+        rows[key][index] = tokens
+    return rows
+
+
 def _width(lengths: list[int], options: PadOptions) -> int:
     limit = options.max_length
     kept = [min(length, limit) if options.truncate else length for length in lengths]
@@ -113,9 +150,9 @@ def _place(row: list[int], width: int, pad_value: int, options: PadOptions) -> l
     return padding + row if options.pad_left else row + padding
 
 
-def _check_range(rows: list[list[int]], key: str, dtype: str) -> None:
+def _check_range(rows: list[list[int]], key: str, dtype: str, first_row: int = 0) -> None:
     low, high = _RANGES[dtype]
-    for index, row in enumerate(rows):
+    for index, row in enumerate(rows, first_row):
         for value in row:
             if not low <= value <= high:
                 raise OverflowError(
@@ -184,7 +221,7 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
                     f"fastpad: row {row} has {length} tokens in {names[0]!r} but {other} in {key!r}"
                 )
     width = _width(lengths, options)
-    ragged = {key: _field_rows(key, inputs.fields[key], options) for key in names}
+    ragged = _read_fields(names, inputs, options)
     batch = Batch()
     for key, field in inputs.fields.items():
         if field.kind == "scalars":
@@ -199,8 +236,6 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
             continue
         dtype = options.mask_dtype if key == "attention_mask" else options.dtype
         pad_value = options.pad_values[key]
-        _check_range([[pad_value]], key, dtype)
-        _check_range(ragged[key], key, dtype)
         padded = [_place(row, width, pad_value, options) for row in ragged[key]]
         batch[key] = _to_tensor(padded, width, dtype, options)
     if options.return_attention_mask and "attention_mask" not in inputs.fields:
