@@ -6,6 +6,9 @@
 // fastpad::Error and the checks here become ValueError / TypeError / OverflowError / MemoryError
 // naming the field and the row.
 #include <Python.h>
+#if PY_VERSION_HEX < 0x030B0000
+#include <longintrepr.h>  // PyLongObject's digits; Python.h includes it from 3.11 on
+#endif
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -141,9 +144,52 @@ std::string row_role(const std::string& field, Py_ssize_t row) {
   fail(ErrorKind::Type, message.str());
 }
 
+// The value of an exact Python int small enough to be read straight from its digits (|value| <
+// 2**60 before 3.12, < 2**30 from 3.12 on); false for anything else, which takes the general path.
+// Reads the object only: no Python code runs and no error is set.
+inline bool compact_int(PyObject* item, std::int64_t* value) {
+  if (!PyLong_CheckExact(item)) return false;  // bools, subclasses, numpy scalars: slow path
+#if PY_VERSION_HEX >= 0x030C0000
+  auto* number = reinterpret_cast<PyLongObject*>(item);
+  if (!PyUnstable_Long_IsCompact(number)) return false;
+  *value = static_cast<std::int64_t>(PyUnstable_Long_CompactValue(number));
+  return true;
+#else
+  // Before 3.12 an int is a sign-and-magnitude array of PyLong_SHIFT-bit digits whose count is
+  // |Py_SIZE|, its sign the sign of the value; two digits always fit an int64.
+  static_assert(2 * PyLong_SHIFT < 63, "two digits must fit an int64");
+  const digit* digits = reinterpret_cast<PyLongObject*>(item)->ob_digit;
+  switch (Py_SIZE(item)) {
+    case 0: *value = 0; return true;
+    case 1: *value = static_cast<std::int64_t>(digits[0]); return true;
+    case -1: *value = -static_cast<std::int64_t>(digits[0]); return true;
+    case 2:
+      *value = static_cast<std::int64_t>(digits[0]) |
+               (static_cast<std::int64_t>(digits[1]) << PyLong_SHIFT);
+      return true;
+    case -2:
+      *value = -(static_cast<std::int64_t>(digits[0]) |
+                 (static_cast<std::int64_t>(digits[1]) << PyLong_SHIFT));
+      return true;
+    default: return false;
+  }
+#endif
+}
+
 // Unboxes one token; bools, floats, None and strings are rejected (a bool is an int in Python but
-// never a token id).
-std::int64_t unbox(PyObject* item, const std::string& field, Py_ssize_t row, Py_ssize_t column) {
+// never a token id). Tokens that are not compact exact ints may run Python code (__index__).
+std::int64_t unbox_general(PyObject* item, const std::string& field, Py_ssize_t row,
+                           Py_ssize_t column);
+
+inline std::int64_t unbox(PyObject* item, const std::string& field, Py_ssize_t row,
+                          Py_ssize_t column) {
+  std::int64_t value;
+  if (compact_int(item, &value)) return value;
+  return unbox_general(item, field, row, column);
+}
+
+std::int64_t unbox_general(PyObject* item, const std::string& field, Py_ssize_t row,
+                           Py_ssize_t column) {
   if (PyLong_CheckExact(item) || (PyLong_Check(item) && !PyBool_Check(item))) {
     int overflow = 0;
     const long long value = PyLong_AsLongLongAndOverflow(item, &overflow);
@@ -408,10 +454,21 @@ void write_list_field(const Field& field, const fastpad::Column& out,
       if (length != row_lengths[row]) changed(row);
       const fastpad::Placement placement = fastpad::place(geometry, length);
       fastpad::write_row_padding(out, geometry, row, length, pad_value);
+      // Compact exact ints run no Python code, so the row's item array stays valid across them;
+      // after any other token the row's length is re-checked and its items re-read before the
+      // next read (as the general `next` below does before every read).
+      PyObject** items = PySequence_Fast_ITEMS(object) + placement.src_begin;
+      bool reread = false;
       auto next = [&](std::int64_t i) {
-        if (PySequence_Fast_GET_SIZE(object) != length) changed(row);
-        return unbox(PySequence_Fast_ITEMS(object)[placement.src_begin + i], field.name, row,
-                     placement.src_begin + i);
+        if (reread) {
+          if (PySequence_Fast_GET_SIZE(object) != length) changed(row);
+          items = PySequence_Fast_ITEMS(object) + placement.src_begin;
+          reread = false;
+        }
+        std::int64_t value;
+        if (compact_int(items[i], &value)) return value;
+        reread = true;
+        return unbox_general(items[i], field.name, row, placement.src_begin + i);
       };
       std::int64_t bad_value = 0;
       std::int64_t written = placement.count;
