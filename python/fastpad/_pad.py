@@ -28,6 +28,10 @@ _SMALL_CELLS = 1 << 17
 # Options of calls that leave every option but return_tensors and pad_token_id at its default,
 # keyed by (return_tensors, type(pad_token_id), pad_token_id, *field names).
 _DEFAULT_OPTIONS: dict[tuple[Any, ...], PadOptions] = {}
+# The plain-list case of `_DEFAULT_OPTIONS` (a list of list rows, one `input_ids` field, no
+# threads argument), keyed by (return_tensors, type(pad_token_id), pad_token_id):
+# (options, [pad value], ids numpy type, mask numpy type or None, torch.from_numpy or None).
+_LIST_ROWS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 # np.empty takes a scalar type faster than a dtype name.
 _NUMPY_TYPES: dict[str, Any] = {
     "bool": np.bool_,
@@ -181,6 +185,35 @@ def pad(
     >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist()
     ([[101, 7592, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]])
     """
+    list_rows = (
+        type(encoded_inputs) is list
+        and len(encoded_inputs) > 0
+        and type(encoded_inputs[0]) is list
+        and threads is None
+    )
+    if (
+        list_rows
+        and tokenizer is None
+        and padding is True
+        and max_length is None
+        and truncation is False
+        and pad_to_multiple_of is None
+        and padding_side is None
+        and truncation_side is None
+        and return_attention_mask is None
+        and pad_values is None
+        and dtype is None
+        and mask_dtype is None
+        and pin_memory is None
+    ):
+        # A server's call: skip input normalization and the general engine (pad_inputs on a
+        # single "input_ids" rows field, as normalize_inputs would have built it).
+        try:
+            plan = _LIST_ROWS.get((return_tensors, type(pad_token_id), pad_token_id))
+        except TypeError:  # an unhashable pad_token_id, reported by resolve_options
+            plan = None
+        if plan is not None:
+            return _pad_list_rows(encoded_inputs, plan)
     inputs = normalize_inputs(encoded_inputs)
     options: PadOptions | None = None
     key: tuple[Any, ...] | None = None
@@ -226,7 +259,68 @@ def pad(
             if len(_DEFAULT_OPTIONS) >= 64:
                 _DEFAULT_OPTIONS.clear()
             _DEFAULT_OPTIONS[key] = options
-    return pad_inputs(inputs, options, threads=threads)
+    batch = pad_inputs(inputs, options, threads=threads)
+    if key is not None and list_rows and "input_ids" in options.pad_values:
+        # Only after a successful call: the next ones take _pad_list_rows.
+        if len(_LIST_ROWS) >= 64:
+            _LIST_ROWS.clear()
+        _LIST_ROWS[(return_tensors, type(pad_token_id), pad_token_id)] = (
+            options,
+            [options.pad_values["input_ids"]],
+            _NUMPY_TYPES[options.dtype],
+            _NUMPY_TYPES[options.mask_dtype] if options.return_attention_mask else None,
+            _torch().from_numpy
+            if options.return_tensors == "pt" and not options.pin_memory
+            else None,
+        )
+    return batch
+
+
+def _pad_list_rows(rows: list[Any], plan: tuple[Any, ...]) -> Batch:
+    """`pad_inputs` for one "input_ids" field of list rows, one thread, default allocation.
+
+    The same calls in the same order as `pad_inputs` takes for these inputs, with everything that
+    depends on the options alone precomputed in `plan` (see `_LIST_ROWS`).
+    """
+    options, pad_value_list, ids_type, mask_type, from_numpy = plan
+    specs = [("input_ids", 0, rows)]
+    lengths, width = _core.measure(
+        specs, options.padding, options.max_length, options.truncate, options.multiple_of
+    )
+    count = len(lengths)
+    cells = count * width
+    if cells >= _SAFE_CELLS:
+        _core.checked_cells(count, width, 8)
+    mask_view = None
+    mask_result = None
+    if from_numpy is not None and cells < _SMALL_CELLS:
+        view = np.empty((count, width), ids_type)
+        result = from_numpy(view)
+        if mask_type is not None:
+            mask_view = np.empty((count, width), mask_type)
+            mask_result = from_numpy(mask_view)
+    else:
+        alloc = _allocator(options)
+        result, view = alloc(count, width, options.dtype)
+        if mask_type is not None:
+            mask_result, mask_view = alloc(count, width, options.mask_dtype)
+    _core.pack(
+        specs,
+        [view],
+        pad_value_list,
+        lengths,
+        mask_view,
+        width,
+        options.max_length if options.truncate else -1,
+        options.pad_left,
+        options.truncate_left,
+        1,
+    )
+    batch = Batch()
+    batch["input_ids"] = result
+    if mask_result is not None:
+        batch["attention_mask"] = mask_result
+    return batch
 
 
 def pad_inputs(
