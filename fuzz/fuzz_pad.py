@@ -74,9 +74,7 @@ def pad_kwargs(data: Any) -> dict[str, Any]:
         "truncation_side": [None, "left", "right", 1],
         "return_attention_mask": [None, True, False],
         "pad_token_id": [0, 1, -1, 2**31, 2**63, None, "0", np.int64(3)],
-        # {"x": None} is left out: it trips an assert in _options.resolve_options (reported; an
-        # xfail test in tests/test_fuzz_differential.py tracks it).
-        "pad_values": [None, {"labels": -100}, {"labels": 2**64}, {"x": "1"}, [1]],
+        "pad_values": [None, {"labels": -100}, {"labels": 2**64}, {"x": None}, {"x": "1"}, [1]],
         "dtype": [None, "int32", "int64", np.int32, "float32", "int8", object],
         "mask_dtype": [None, bool, "int8", "int32", "int64", "uint8"],
         "threads": [None, 1, 2, 0, -1, 2**40, 1.5],
@@ -89,16 +87,16 @@ def pad_kwargs(data: Any) -> dict[str, Any]:
 
 
 # Known differences, reported and awaiting a decision; each is skipped by message.
-# - strided (non-contiguous) 1-D inputs: the fast path refuses them ("is not contiguous"), the
-#   reference reads them.
 # - big-endian integer arrays: the fast path refuses them ("element format '>"), the reference
 #   reads them.
 # - int8/int16 offsets: the fast path refuses them ("must be int32 or int64"), the reference
 #   reads them.
+# - 0-d integer arrays as tokens (np.array(4)): the fast path reads them, the reference refuses
+#   them ("is a ndarray; token ids must be ints"). Found by atheris.
 # - buffer-protocol rows (array.array, memoryview of ints): the fast path reads them, the
 #   reference refuses them ("is a array", "is a memoryview").
 KNOWN = (
-    "is not contiguous",
+    "is a ndarray; token ids must be ints",
     "must be int32 or int64",
     "element format '>",
     "is a array",

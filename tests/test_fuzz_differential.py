@@ -451,3 +451,12 @@ def test_strided_inputs_agree_with_reference(form: str) -> None:
     want = fastpad.reference.pad(inputs, pad_token_id=0, return_tensors="np")
     got = fastpad.pad(inputs, pad_token_id=0, return_tensors="np")
     assert _plain(got["input_ids"]) == _plain(want["input_ids"])
+
+
+@pytest.mark.xfail(strict=True, reason="reference.pad refuses 0-d integer arrays as tokens")
+def test_zero_d_array_token_agrees_with_reference() -> None:
+    # fuzz_pad crash-d1be8084: [14, 0, 23, 0, np.array(4)] padded by pad, TypeError in reference.
+    rows = [[14, 0, 23, 0, np.array(4)], []]
+    got = fastpad.pad(rows, pad_token_id=0, return_tensors="np")
+    want = fastpad.reference.pad(rows, pad_token_id=0, return_tensors="np")
+    assert _plain(got["input_ids"]) == _plain(want["input_ids"])
