@@ -29,6 +29,7 @@ echo "sanitized extension: $extension (preloading $preload)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:halt_on_error=1:detect_stack_use_after_return=0:allocator_may_return_null=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE_ASAN:-asan}"
+export FASTPAD_SANITIZED=1  # tests/test_leaks.py: RSS is inflated by the ASan quarantine
 run_sanitized() { LD_PRELOAD="$preload" PYTHONPATH="$site" "$@"; }
 
 echo "-- the extension is instrumented and imports under the preloaded runtime"

@@ -381,7 +381,7 @@ py::tuple measure(const py::list& specs, int padding, const py::int_& max_length
   options.truncate = truncate;
   options.multiple_of = multiple_of;
   const std::int64_t width = fastpad::output_width(first, rows, options);
-  if (huge_multiple && width > 0) {
+  if (huge_multiple && width > 0 && options.padding != fastpad::Padding::DoNotPad) {
     std::ostringstream message;
     message << "fastpad: rounding the width " << width << " up to a multiple of "
             << py::str(multiple_of_arg).cast<std::string>()

@@ -119,3 +119,11 @@ def test_offsets_past_int64_are_rejected_not_wrapped() -> None:
     ):
         with pytest.raises(ValueError, match="run past the values"):
             fastpad.pad(fastpad.Ragged(values, offsets), pad_token_id=0, return_tensors="np")
+
+
+def test_huge_multiple_is_ignored_without_padding() -> None:
+    # fuzz_pad: padding=False ignores pad_to_multiple_of, even one beyond int64 (was MemoryError).
+    batch = fastpad.pad(
+        [[1, 2, 3]], pad_token_id=0, padding=False, pad_to_multiple_of=2**64, return_tensors="np"
+    )
+    assert batch["input_ids"].tolist() == [[1, 2, 3]]

@@ -135,7 +135,9 @@ def test_memory_stays_flat(name: str) -> None:
     # A leaked batch is ~10-40 KB here, so 3000 calls would leak tens of MB.
     heap, rss = _growth(_scenarios()[name], 3000)
     assert heap < 256 * 1024, f"{name}: Python heap grew by {heap} bytes over 3000 calls"
-    assert rss < 16 * 1024 * 1024, f"{name}: RSS grew by {rss} bytes over 3000 calls"
+    # Under ASan (.ci/sanitize.sh) freed memory sits in quarantine, so RSS is not meaningful.
+    if not os.environ.get("FASTPAD_SANITIZED"):
+        assert rss < 16 * 1024 * 1024, f"{name}: RSS grew by {rss} bytes over 3000 calls"
 
 
 @pytest.mark.slow
@@ -143,4 +145,5 @@ def test_memory_stays_flat(name: str) -> None:
 def test_memory_stays_flat_long(name: str) -> None:
     heap, rss = _growth(_scenarios()[name], 30_000)
     assert heap < 256 * 1024, f"{name}: Python heap grew by {heap} bytes over 30000 calls"
-    assert rss < 16 * 1024 * 1024, f"{name}: RSS grew by {rss} bytes over 30000 calls"
+    if not os.environ.get("FASTPAD_SANITIZED"):
+        assert rss < 16 * 1024 * 1024, f"{name}: RSS grew by {rss} bytes over 30000 calls"
