@@ -28,9 +28,10 @@ _SMALL_CELLS = 1 << 17
 # Options of calls that leave every option but return_tensors and pad_token_id at its default,
 # keyed by (return_tensors, type(pad_token_id), pad_token_id, *field names).
 _DEFAULT_OPTIONS: dict[tuple[Any, ...], PadOptions] = {}
-# The plain-list case of `_DEFAULT_OPTIONS` (a list of list rows, one `input_ids` field, no
-# threads argument), keyed by (return_tensors, type(pad_token_id), pad_token_id):
-# (options, [pad value], ids numpy type, mask numpy type or None, torch.from_numpy or None).
+# The plain-list case of `_DEFAULT_OPTIONS` (a list of list rows, one `input_ids` field, a
+# valid or no threads argument), keyed by (return_tensors, type(pad_token_id), pad_token_id):
+# the options, the option arguments of _core.measure and _core.pack, [pad value], the ids and
+# mask numpy types (mask: None without one) and torch.from_numpy (None: numpy output or pinned).
 _LIST_ROWS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 # np.empty takes a scalar type faster than a dtype name.
 _NUMPY_TYPES: dict[str, Any] = {
@@ -189,7 +190,7 @@ def pad(
         type(encoded_inputs) is list
         and len(encoded_inputs) > 0
         and type(encoded_inputs[0]) is list
-        and threads is None
+        and (threads is None or (type(threads) is int and threads >= 1))
     )
     if (
         list_rows
@@ -213,7 +214,7 @@ def pad(
         except TypeError:  # an unhashable pad_token_id, reported by resolve_options
             plan = None
         if plan is not None:
-            return _pad_list_rows(encoded_inputs, plan)
+            return _pad_list_rows(encoded_inputs, plan, 1 if threads is None else threads)
     inputs = normalize_inputs(encoded_inputs)
     options: PadOptions | None = None
     key: tuple[Any, ...] | None = None
@@ -266,6 +267,13 @@ def pad(
             _LIST_ROWS.clear()
         _LIST_ROWS[(return_tensors, type(pad_token_id), pad_token_id)] = (
             options,
+            options.padding,
+            options.max_length,
+            options.truncate,
+            options.multiple_of,
+            options.max_length if options.truncate else -1,
+            options.pad_left,
+            options.truncate_left,
             [options.pad_values["input_ids"]],
             _NUMPY_TYPES[options.dtype],
             _NUMPY_TYPES[options.mask_dtype] if options.return_attention_mask else None,
@@ -276,17 +284,28 @@ def pad(
     return batch
 
 
-def _pad_list_rows(rows: list[Any], plan: tuple[Any, ...]) -> Batch:
-    """`pad_inputs` for one "input_ids" field of list rows, one thread, default allocation.
+def _pad_list_rows(rows: list[Any], plan: tuple[Any, ...], threads: int) -> Batch:
+    """`pad_inputs` for one "input_ids" field of list rows and default allocation.
 
     The same calls in the same order as `pad_inputs` takes for these inputs, with everything that
     depends on the options alone precomputed in `plan` (see `_LIST_ROWS`).
     """
-    options, pad_value_list, ids_type, mask_type, from_numpy = plan
+    (
+        options,
+        padding,
+        max_length,
+        truncate,
+        multiple_of,
+        keep_limit,
+        pad_left,
+        truncate_left,
+        pad_value_list,
+        ids_type,
+        mask_type,
+        from_numpy,
+    ) = plan
     specs = [("input_ids", 0, rows)]
-    lengths, width = _core.measure(
-        specs, options.padding, options.max_length, options.truncate, options.multiple_of
-    )
+    lengths, width = _core.measure(specs, padding, max_length, truncate, multiple_of)
     count = len(lengths)
     cells = count * width
     if cells >= _SAFE_CELLS:
@@ -311,10 +330,10 @@ def _pad_list_rows(rows: list[Any], plan: tuple[Any, ...]) -> Batch:
         lengths,
         mask_view,
         width,
-        options.max_length if options.truncate else -1,
-        options.pad_left,
-        options.truncate_left,
-        1,
+        keep_limit,
+        pad_left,
+        truncate_left,
+        threads,
     )
     batch = Batch()
     batch["input_ids"] = result
