@@ -207,8 +207,11 @@ std::int64_t unbox_general(PyObject* item, const std::string& field, Py_ssize_t 
     // numpy / torch integer scalars; `held` keeps the token alive while its __index__ runs.
     py::object held = py::reinterpret_borrow<py::object>(item);
     py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(item));
-    if (!index) throw py::error_already_set();
-    return unbox(index.ptr(), field, row, column);
+    if (index) return unbox(index.ptr(), field, row, column);
+    // A TypeError from __index__ (numpy arrays of size != 1, numpy bools) gets the message
+    // below, naming the row; anything else the token raised propagates as it is.
+    if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw py::error_already_set();
+    PyErr_Clear();
   }
   std::ostringstream message;
   message << "fastpad: " << row_role(field, row) << ": token at position " << column << " is ";

@@ -247,3 +247,15 @@ def test_row_mutated_while_packing_is_an_error_not_a_crash() -> None:
     row.append(5)
     with pytest.raises(ValueError, match="row 0 of 'input_ids' changed length"):
         fastpad.pad([row, [1, 2, 3, 4, 5, 6]], pad_token_id=0)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [np.array([1, 2]), np.bool_(True), np.float32(1.0)],
+    ids=["1-D array", "np.bool_", "np.float32"],
+)
+def test_array_like_tokens_name_the_row(token: Any) -> None:
+    with pytest.raises(TypeError, match=r"row 1 of 'input_ids': token at position 0"):
+        fastpad.pad([[1], [token]], pad_token_id=0)
+    with pytest.raises(TypeError):
+        fastpad.reference.pad([[1], [token]], pad_token_id=0)

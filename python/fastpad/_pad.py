@@ -186,39 +186,9 @@ def pad(
     >>> batch["input_ids"].tolist(), batch["attention_mask"].tolist()
     ([[101, 7592, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]])
     """
-    list_rows = (
-        type(encoded_inputs) is list
-        and len(encoded_inputs) > 0
-        and type(encoded_inputs[0]) is list
-        and (threads is None or (type(threads) is int and threads >= 1))
-    )
-    if (
-        list_rows
-        and tokenizer is None
-        and padding is True
-        and max_length is None
-        and truncation is False
-        and pad_to_multiple_of is None
-        and padding_side is None
-        and truncation_side is None
-        and return_attention_mask is None
-        and pad_values is None
-        and dtype is None
-        and mask_dtype is None
-        and pin_memory is None
-    ):
-        # A server's call: skip input normalization and the general engine (pad_inputs on a
-        # single "input_ids" rows field, as normalize_inputs would have built it).
-        try:
-            plan = _LIST_ROWS.get((return_tensors, type(pad_token_id), pad_token_id))
-        except TypeError:  # an unhashable pad_token_id, reported by resolve_options
-            plan = None
-        if plan is not None:
-            return _pad_list_rows(encoded_inputs, plan, 1 if threads is None else threads)
-    inputs = normalize_inputs(encoded_inputs)
-    options: PadOptions | None = None
-    key: tuple[Any, ...] | None = None
-    if (
+    # Every option but return_tensors and pad_token_id at its default (a server's call): the
+    # resolved options are cached.
+    defaults = (
         tokenizer is None
         and padding is True
         and max_length is None
@@ -231,8 +201,27 @@ def pad(
         and dtype is None
         and mask_dtype is None
         and pin_memory is None
-    ):
-        # Every option at its default: skip even the keyword call of `resolve_options`.
+    )
+    list_rows = (
+        type(encoded_inputs) is list
+        and len(encoded_inputs) > 0
+        and type(encoded_inputs[0]) is list
+        and (threads is None or (type(threads) is int and threads >= 1))
+    )
+    if defaults and list_rows:
+        # A server's call: skip input normalization and the general engine (pad_inputs on a
+        # single "input_ids" rows field, as normalize_inputs would have built it).
+        try:
+            plan = _LIST_ROWS.get((return_tensors, type(pad_token_id), pad_token_id))
+        except TypeError:  # an unhashable pad_token_id, reported by resolve_options
+            plan = None
+        if plan is not None:
+            return _pad_list_rows(encoded_inputs, plan, 1 if threads is None else threads)
+    inputs = normalize_inputs(encoded_inputs)
+    options: PadOptions | None = None
+    key: tuple[Any, ...] | None = None
+    if defaults:
+        # Skip even the keyword call of `resolve_options`.
         key = (return_tensors, type(pad_token_id), pad_token_id, *inputs.fields)
         try:
             options = _DEFAULT_OPTIONS.get(key)

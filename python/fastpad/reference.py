@@ -9,6 +9,7 @@ differ only in how the cells are written.
 from __future__ import annotations
 
 import numbers
+import operator
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -43,13 +44,16 @@ def _row_tokens(row: Any, key: str, index: int, options: PadOptions) -> list[int
         kept, start = _kept(row, options)
         for position, token in enumerate(kept, start):
             if isinstance(token, bool | np.bool_) or not isinstance(token, numbers.Integral):
-                if (
-                    hasattr(token, "__index__")
-                    and not isinstance(token, bool | np.bool_ | list | tuple | float)
-                    and not hasattr(token, "__len__")
+                # Like the C++ path: anything but a bool, list, tuple or float whose __index__
+                # gives an int (numpy/torch integer scalars, 0-d integer arrays) is a token.
+                if hasattr(token, "__index__") and not isinstance(
+                    token, bool | np.bool_ | list | tuple | float
                 ):
-                    tokens.append(int(token.__index__()))
-                    continue
+                    try:
+                        tokens.append(operator.index(token))
+                        continue
+                    except TypeError:
+                        pass
                 raise TypeError(
                     f"fastpad: row {index} of {key!r}: token at position {position} is a "
                     f"{type(token).__name__}; token ids must be ints"
