@@ -87,11 +87,6 @@ def test_checked_cells_refuses_more_than_physical_memory() -> None:
         _core.checked_cells(1 << 20, 1 << 20, 8)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pad(return_tensors='pt') checks sizes only above 2**40 cells (_pad._SAFE_CELLS); "
-    "below that torch.empty raises RuntimeError, not MemoryError",
-)
 def test_pt_batch_beyond_memory_below_the_check_threshold() -> None:
     rows, longest = 1 << 12, 1 << 26  # 2**38 cells, 2 TiB as int64
     offsets = np.zeros(rows + 1, dtype=np.int64)

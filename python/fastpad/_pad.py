@@ -21,8 +21,9 @@ Allocator = Callable[[int, int, str], tuple[Any, Any]]
 # Below this many output cells a second thread costs more than it saves.
 _PARALLEL_CELLS = 1 << 20
 _MAX_THREADS = 8
-# Below this many cells rows * width * itemsize cannot overflow, whatever the itemsize.
-_SAFE_CELLS = 1 << 40
+# Batches of at least this many cells are checked against physical memory before allocation
+# (MemoryError naming the size, not an allocator's RuntimeError); smaller ones fit any machine.
+_SAFE_CELLS = 1 << 22
 # Outputs below this many cells are allocated by numpy and wrapped by torch (see pad_inputs).
 _SMALL_CELLS = 1 << 17
 # Options of calls that leave every option but return_tensors and pad_token_id at its default,
