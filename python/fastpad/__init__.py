@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 try:
-    from . import _core
+    from . import _core  # noqa: F401  (imported first: a missing build fails here, clearly)
 except ImportError as error:  # pragma: no cover - only without a built extension
     raise ImportError(
         "fastpad's C++ extension (fastpad._core) is not built. Install the package with "
@@ -17,6 +17,7 @@ except ImportError as error:  # pragma: no cover - only without a built extensio
         "for development) from the repository root."
     ) from error
 
+from . import reference
 from ._batch import Batch
 from ._collator import DataCollatorForTokenClassification, DataCollatorWithPadding
 from ._encode import encode
@@ -37,11 +38,11 @@ __all__ = [
     "PackerStats",
     "Ragged",
     "__version__",
-    "_core",
     "default_threads",
     "encode",
     "flatten",
     "pad",
     "plan_batches",
+    "reference",
     "windows",
 ]
