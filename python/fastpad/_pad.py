@@ -26,13 +26,11 @@ _MAX_THREADS = 8
 _SAFE_CELLS = 1 << 22
 # Outputs below this many cells are allocated by numpy and wrapped by torch (see pad_inputs).
 _SMALL_CELLS = 1 << 17
-# Options of calls that leave every option but return_tensors and pad_token_id at its default,
-# keyed by (return_tensors, type(pad_token_id), pad_token_id, *field names).
-_DEFAULT_OPTIONS: dict[tuple[Any, ...], PadOptions] = {}
-# The plain-list case of `_DEFAULT_OPTIONS` (a list of list rows, one `input_ids` field, a
-# valid or no threads argument), keyed by (return_tensors, type(pad_token_id), pad_token_id):
-# the options, the option arguments of _core.measure and _core.pack, [pad value], the ids and
-# mask numpy types (mask: None without one) and torch.from_numpy (None: numpy output or pinned).
+# Calls that leave every option but return_tensors and pad_token_id at its default with a plain
+# list of list rows (one `input_ids` field) and a valid or no threads argument, keyed by
+# (return_tensors, type(pad_token_id), pad_token_id): the options, the option arguments of
+# _core.measure and _core.pack, [pad value], the ids and mask numpy types (mask: None without
+# one) and torch.from_numpy (None: numpy output or pinned).
 _LIST_ROWS: dict[tuple[Any, ...], tuple[Any, ...]] = {}
 # np.empty takes a scalar type faster than a dtype name.
 _NUMPY_TYPES: dict[str, Any] = {
@@ -219,39 +217,25 @@ def pad(
         if plan is not None:
             return _pad_list_rows(encoded_inputs, plan, 1 if threads is None else threads)
     inputs = normalize_inputs(encoded_inputs)
-    options: PadOptions | None = None
-    key: tuple[Any, ...] | None = None
-    if defaults:
-        # Skip even the keyword call of `resolve_options`.
-        key = (return_tensors, type(pad_token_id), pad_token_id, *inputs.fields)
-        try:
-            options = _DEFAULT_OPTIONS.get(key)
-        except TypeError:  # an unhashable pad_token_id, reported by resolve_options
-            key = None
-    if options is None:
-        options = resolve_options(
-            tokenizer=tokenizer,
-            padding=padding,
-            max_length=max_length,
-            truncation=truncation,
-            pad_to_multiple_of=pad_to_multiple_of,
-            padding_side=padding_side,
-            truncation_side=truncation_side,
-            return_attention_mask=return_attention_mask,
-            return_tensors=return_tensors,
-            pad_token_id=pad_token_id,
-            pad_values=pad_values,
-            dtype=dtype,
-            mask_dtype=mask_dtype,
-            pin_memory=pin_memory,
-            fields=list(inputs.fields),
-        )
-        if key is not None:
-            if len(_DEFAULT_OPTIONS) >= 64:
-                _DEFAULT_OPTIONS.clear()
-            _DEFAULT_OPTIONS[key] = options
+    options = resolve_options(
+        tokenizer=tokenizer,
+        padding=padding,
+        max_length=max_length,
+        truncation=truncation,
+        pad_to_multiple_of=pad_to_multiple_of,
+        padding_side=padding_side,
+        truncation_side=truncation_side,
+        return_attention_mask=return_attention_mask,
+        return_tensors=return_tensors,
+        pad_token_id=pad_token_id,
+        pad_values=pad_values,
+        dtype=dtype,
+        mask_dtype=mask_dtype,
+        pin_memory=pin_memory,
+        fields=list(inputs.fields),
+    )
     batch = pad_inputs(inputs, options, threads=threads)
-    if key is not None and list_rows and "input_ids" in options.pad_values:
+    if defaults and list_rows and "input_ids" in options.pad_values:
         # Only after a successful call: the next ones take _pad_list_rows.
         if len(_LIST_ROWS) >= 64:
             _LIST_ROWS.clear()
