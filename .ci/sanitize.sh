@@ -50,4 +50,4 @@ fi
 [[ $rc -eq 0 ]] || { echo "FAIL: tests under sanitizers exited $rc"; exit "$rc"; }
 
 echo "-- fuzz smoke under ASan + UBSan"
-FUZZ_SECONDS="${FUZZ_SECONDS_ASAN:-30}" run_sanitized bash .ci/fuzz.sh smoke
+FUZZ_RUNS="${FUZZ_RUNS_ASAN:-10000}" run_sanitized bash .ci/fuzz.sh smoke

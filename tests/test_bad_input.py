@@ -259,3 +259,17 @@ def test_array_like_tokens_name_the_row(token: Any) -> None:
         fastpad.pad([[1], [token]], pad_token_id=0)
     with pytest.raises(TypeError):
         fastpad.reference.pad([[1], [token]], pad_token_id=0)
+
+
+@pytest.mark.parametrize(
+    "value", [{"a": 1}, "x", None, [1, 2]], ids=["dict", "str", "None", "list"]
+)
+@pytest.mark.parametrize("return_tensors", ["pt", "np"])
+def test_per_example_values_that_are_not_numbers(value: Any, return_tensors: str) -> None:
+    # Found by fuzz/fuzz_pad.py: these reached torch.tensor (RuntimeError) or became an object
+    # array with return_tensors="np".
+    examples = [{"input_ids": [1], "label": 1}, {"input_ids": [2], "label": value}]
+    with pytest.raises(TypeError, match="field 'label' holds per-example values"):
+        fastpad.pad(examples, pad_token_id=0, return_tensors=return_tensors)
+    with pytest.raises(TypeError, match="field 'label'"):
+        fastpad.reference.pad(examples, pad_token_id=0, return_tensors=return_tensors)

@@ -25,6 +25,7 @@ __all__ = [
     "PadOptions",
     "normalize_inputs",
     "resolve_options",
+    "stack_scalars",
 ]
 
 # Pad values transformers uses for the fields it knows (`PreTrainedTokenizerBase._pad`).
@@ -461,3 +462,31 @@ def _from_examples(examples: Sequence[Any]) -> dict[str, Field]:
         for key in keys:
             columns[key].append(example[key])
     return {str(key): _field(str(key), column) for key, column in columns.items()}
+
+
+def stack_scalars(key: str, values: Any, return_tensors: str) -> Any:
+    """Per-example scalars (a ``label`` per example) as one 1-D tensor or array.
+
+    Lists go through ``torch.tensor`` as in transformers (so float labels become float32);
+    values that are not numbers are a TypeError naming the field, never an object array.
+    """
+    if hasattr(values, "detach"):  # already a tensor
+        return values.detach().cpu().numpy() if return_tensors == "np" else values
+    try:
+        array = np.asarray(values)
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"fastpad.pad: field {key!r} holds per-example values that are not numbers: {error}"
+        ) from None
+    if array.dtype.kind not in "biuf" or array.ndim != 1:
+        raise TypeError(
+            f"fastpad.pad: field {key!r} holds per-example values that are not numbers "
+            f"(got {array.dtype} of shape {array.shape}); drop the field or pass rows"
+        )
+    if return_tensors == "np":
+        return array
+    import torch
+
+    if isinstance(values, np.ndarray):
+        return torch.from_numpy(values)
+    return torch.tensor(values)

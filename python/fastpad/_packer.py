@@ -428,7 +428,7 @@ class Packer:
         )
         # Per-example scalar fields ride in the same buffer and the same copy.
         scalars = {
-            key: _stack_scalars(field.data, options)
+            key: _stack_scalars(key, field.data, options)
             for key, field in inputs.fields.items()
             if field.kind == "scalars"
         }

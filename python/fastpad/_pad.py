@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _core
 from ._batch import Batch
-from ._options import Inputs, PadOptions, normalize_inputs, resolve_options
+from ._options import Inputs, PadOptions, normalize_inputs, resolve_options, stack_scalars
 
 __all__ = ["Allocator", "default_threads", "pad", "pad_inputs"]
 
@@ -88,16 +88,8 @@ def _allocator(options: PadOptions) -> Allocator:
     return _alloc_pinned if options.pin_memory else _alloc_pt
 
 
-def _stack_scalars(values: Any, options: PadOptions) -> Any:
-    if options.return_tensors == "np":
-        return np.asarray(values)
-    import torch
-
-    if hasattr(values, "detach"):
-        return values
-    if isinstance(values, np.ndarray):
-        return torch.from_numpy(values)
-    return torch.tensor(values)
+def _stack_scalars(key: str, values: Any, options: PadOptions) -> Any:
+    return stack_scalars(key, values, options.return_tensors)
 
 
 def pad(
@@ -427,7 +419,7 @@ def _batch(inputs: Inputs, options: PadOptions, keys: list[str], results: list[A
     batch = Batch()
     for key, field in inputs.fields.items():
         if field.kind == "scalars":
-            batch[key] = _stack_scalars(field.data, options)
+            batch[key] = _stack_scalars(key, field.data, options)
         elif key == "attention_mask" and not options.return_attention_mask:
             continue
         else:

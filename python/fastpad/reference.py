@@ -16,7 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ._batch import Batch
-from ._options import Field, Inputs, PadOptions, normalize_inputs, resolve_options
+from ._options import Field, Inputs, PadOptions, normalize_inputs, resolve_options, stack_scalars
 
 __all__ = ["pad", "pad_inputs"]
 
@@ -229,12 +229,7 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
     batch = Batch()
     for key, field in inputs.fields.items():
         if field.kind == "scalars":
-            if options.return_tensors == "np":
-                batch[key] = np.asarray(field.data)
-            else:
-                import torch
-
-                batch[key] = torch.as_tensor(field.data)
+            batch[key] = stack_scalars(key, field.data, options.return_tensors)
             continue
         if key == "attention_mask" and not options.return_attention_mask:
             continue
