@@ -96,3 +96,27 @@ try:
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 except ImportError:  # hypothesis is a test extra; tests that need it import it themselves
     pass
+
+
+def assert_batches_equal(actual: Any, expected: Any) -> None:
+    """A fastpad.Batch equal to `expected`: same keys in order, container types, dtypes, shapes
+    and values (plain ints, such as flatten's max_length_q, compared as ints)."""
+    import numpy as np
+    import torch
+
+    import fastpad
+
+    assert isinstance(actual, fastpad.Batch)
+    assert list(actual) == list(expected)
+    for key, value in expected.items():
+        got = actual[key]
+        assert type(got) is type(value), key
+        if isinstance(value, int):
+            assert got == value, key
+            continue
+        assert got.dtype == value.dtype, key
+        assert tuple(got.shape) == tuple(value.shape), key
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(got, value), key
+        else:
+            np.testing.assert_array_equal(got, value, err_msg=key)

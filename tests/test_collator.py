@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import assert_batches_equal
 from torch.utils.data import DataLoader, Dataset
 
 import fastpad
@@ -65,20 +66,6 @@ def features_of(tokenizer: Any, sentences: list[str], **extra: Any) -> list[dict
     return features
 
 
-def assert_same(actual: Any, expected: Any) -> None:
-    assert isinstance(actual, fastpad.Batch)
-    assert list(actual) == list(expected)
-    for key, value in expected.items():
-        got = actual[key]
-        assert type(got) is type(value), key
-        assert got.dtype == value.dtype, key
-        assert tuple(got.shape) == tuple(value.shape), key
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(got, value), key
-        else:
-            np.testing.assert_array_equal(got, value, err_msg=key)
-
-
 @pytest.fixture
 def left_tokenizer(tokenizer: Any) -> Any:
     left = copy.deepcopy(tokenizer)
@@ -112,7 +99,7 @@ def test_with_padding_matches_transformers(
 ) -> None:
     features = features_of(tokenizer, sentences, **LABELS[labels])
     expected = transformers.DataCollatorWithPadding(tokenizer, **settings)(features)
-    assert_same(fastpad.DataCollatorWithPadding(tokenizer, **settings)(features), expected)
+    assert_batches_equal(fastpad.DataCollatorWithPadding(tokenizer, **settings)(features), expected)
 
 
 def test_with_padding_left_side_and_array_features(
@@ -124,7 +111,7 @@ def test_with_padding_left_side_and_array_features(
             for feature in features_of(left_tokenizer, sentences[:9], label=lambda i, n: i % 2)
         ]
         expected = transformers.DataCollatorWithPadding(left_tokenizer)(features)
-        assert_same(fastpad.DataCollatorWithPadding(left_tokenizer)(features), expected)
+        assert_batches_equal(fastpad.DataCollatorWithPadding(left_tokenizer)(features), expected)
 
 
 def test_with_padding_special_tokens_mask_and_no_type_ids(
@@ -134,7 +121,9 @@ def test_with_padding_special_tokens_mask_and_no_type_ids(
     features = [{key: encoded[key][index] for key in encoded} for index in range(len(sentences))]
     for settings in ({}, {"pad_to_multiple_of": 8}):
         expected = transformers.DataCollatorWithPadding(tokenizer, **settings)(features)
-        assert_same(fastpad.DataCollatorWithPadding(tokenizer, **settings)(features), expected)
+        assert_batches_equal(
+            fastpad.DataCollatorWithPadding(tokenizer, **settings)(features), expected
+        )
 
 
 TOKEN_SETTINGS = [
@@ -165,7 +154,7 @@ def test_token_classification_matches_transformers(
     )
     expected = transformers.DataCollatorForTokenClassification(chosen, **settings)(features)
     result = fastpad.DataCollatorForTokenClassification(chosen, **settings)(features)
-    assert_same(result, expected)
+    assert_batches_equal(result, expected)
 
 
 def test_token_classification_labels_of_other_lengths(
@@ -178,7 +167,7 @@ def test_token_classification_labels_of_other_lengths(
         )
         expected = transformers.DataCollatorForTokenClassification(chosen)(features)
         result = fastpad.DataCollatorForTokenClassification(chosen)(features)
-        assert_same(result, expected)
+        assert_batches_equal(result, expected)
     features = features_of(tokenizer, sentences, labels=lambda index, length: [1] * (length + 1))
     with pytest.raises(ValueError):
         transformers.DataCollatorForTokenClassification(tokenizer)(features)
@@ -197,7 +186,7 @@ def test_token_classification_scalar_labels_raise(tokenizer: Any, sentences: lis
 def test_token_classification_without_labels(tokenizer: Any, sentences: list[str]) -> None:
     features = features_of(tokenizer, sentences)
     expected = transformers.DataCollatorForTokenClassification(tokenizer)(features)
-    assert_same(fastpad.DataCollatorForTokenClassification(tokenizer)(features), expected)
+    assert_batches_equal(fastpad.DataCollatorForTokenClassification(tokenizer)(features), expected)
 
 
 @pytest.mark.parametrize(
@@ -210,7 +199,7 @@ def test_picklable(collator_type: Any, tokenizer: Any, sentences: list[str]) -> 
     features = features_of(tokenizer, sentences, labels=lambda index, length: [1] * length)
     if collator_type is fastpad.DataCollatorWithPadding:
         features = features_of(tokenizer, sentences, label=lambda index, length: index)
-    assert_same(clone(features), collator(features))
+    assert_batches_equal(clone(features), collator(features))
 
 
 def test_bad_features(tokenizer: Any, sentences: list[str]) -> None:
@@ -260,7 +249,7 @@ def test_dataloader_with_two_workers(tokenizer: Any, sentences: list[str]) -> No
     assert len(batches) == len(features) // 16
     for number, batch in enumerate(batches):
         expected = expected_collator(features[number * 16 : (number + 1) * 16])
-        assert_same(batch, expected)
+        assert_batches_equal(batch, expected)
 
 
 @fork_warning
@@ -281,7 +270,7 @@ def test_dataloader_pin_memory(tokenizer: Any, sentences: list[str]) -> None:
                         collate_fn=recording)  # fmt: skip
     expected_collator = transformers.DataCollatorForTokenClassification(tokenizer)
     for number, batch in enumerate(loader_batches(loader)):
-        assert_same(batch, expected_collator(features[number * 16 : (number + 1) * 16]))
+        assert_batches_equal(batch, expected_collator(features[number * 16 : (number + 1) * 16]))
         if torch.cuda.is_available():
             # The collator pinned in the main process, so the loader's pinning kept the tensors.
             assert all(value.is_pinned() for value in batch.values())

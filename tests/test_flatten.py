@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import assert_batches_equal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,23 +22,6 @@ INT64_MIN = -(2**63)
 
 def collate(examples: list[dict[str, Any]], return_tensors: str = "pt", **options: Any) -> Any:
     return DataCollatorWithFlattening(return_tensors=return_tensors, **options)(examples)
-
-
-def assert_same(actual: Any, expected: Any) -> None:
-    assert isinstance(actual, fastpad.Batch)
-    assert list(actual) == list(expected)
-    for key, value in expected.items():
-        got = actual[key]
-        assert type(got) is type(value), key
-        if isinstance(value, int):
-            assert got == value, key
-            continue
-        assert got.dtype == value.dtype, key
-        assert tuple(got.shape) == tuple(value.shape), key
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(got, value), key
-        else:
-            np.testing.assert_array_equal(got, value, err_msg=key)
 
 
 def forms(rows: list[list[int]], labels: list[list[int]] | None) -> list[Any]:
@@ -109,7 +93,7 @@ def test_matches_collator_on_every_input_form(
     ]
     expected = collate(examples, tensors, **options)
     for encoded in forms(rows, labels):
-        assert_same(fastpad.flatten(encoded, return_tensors=tensors, **options), expected)
+        assert_batches_equal(fastpad.flatten(encoded, return_tensors=tensors, **options), expected)
 
 
 def test_real_tokenizer_output(tokenizer: Any, sentences: list[str]) -> None:
@@ -117,10 +101,10 @@ def test_real_tokenizer_output(tokenizer: Any, sentences: list[str]) -> None:
     examples = [{key: encoding[key][index] for key in encoding} for index in range(len(sentences))]
     options = {"return_flash_attn_kwargs": True, "return_seq_idx": True, "position_ids_start": 2}
     expected = collate(examples, **options)
-    assert_same(fastpad.flatten(examples, **options), expected)
-    assert_same(fastpad.flatten(encoding, **options), expected)
+    assert_batches_equal(fastpad.flatten(examples, **options), expected)
+    assert_batches_equal(fastpad.flatten(encoding, **options), expected)
     with_labels = [dict(example, labels=example["input_ids"][::-1]) for example in examples]
-    assert_same(fastpad.flatten(with_labels), collate(with_labels))
+    assert_batches_equal(fastpad.flatten(with_labels), collate(with_labels))
 
 
 def test_other_fields_are_ignored_like_transformers() -> None:
@@ -128,13 +112,13 @@ def test_other_fields_are_ignored_like_transformers() -> None:
         {"input_ids": [1, 2, 3], "text": "abc", "attention_mask": [1, 1, 1]},
         {"input_ids": [4, 5], "text": "de", "attention_mask": [1, 1]},
     ]
-    assert_same(fastpad.flatten(examples), collate(examples))
+    assert_batches_equal(fastpad.flatten(examples), collate(examples))
 
 
 def test_empty_rows_are_dropped_and_all_empty_raises() -> None:
     examples = [{"input_ids": []}, {"input_ids": [7, 8]}, {"input_ids": []}, {"input_ids": [9]}]
     options = {"return_seq_idx": True, "return_flash_attn_kwargs": True}
-    assert_same(fastpad.flatten(examples, **options), collate(examples, **options))
+    assert_batches_equal(fastpad.flatten(examples, **options), collate(examples, **options))
     with pytest.raises(ValueError, match="empty"):
         fastpad.flatten([[], []])
     with pytest.raises(ValueError, match="empty"):

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from conftest import assert_batches_equal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,20 +16,6 @@ import fastpad.reference
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
-
-
-def assert_batches_equal(actual: dict[str, Any], expected: dict[str, Any]) -> None:
-    assert isinstance(actual, fastpad.Batch)
-    assert list(actual) == list(expected)
-    for key, value in expected.items():
-        got = actual[key]
-        assert type(got) is type(value), key
-        assert got.dtype == value.dtype, key
-        assert tuple(got.shape) == tuple(value.shape), key
-        if isinstance(value, torch.Tensor):
-            assert torch.equal(got, value), key
-        else:
-            np.testing.assert_array_equal(got, value, err_msg=key)
 
 
 def both(encoded: Any, **kwargs: Any) -> tuple[Any, Any]:
