@@ -18,12 +18,14 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <system_error>
 #include <thread>
 #include <vector>
 
 #include "pack.hpp"
 #include "plan.hpp"
+#include "ragged.hpp"
 
 namespace py = pybind11;
 using fastpad::Error;
@@ -804,6 +806,220 @@ py::tuple plan_batches(const py::object& lengths_object, std::int64_t max_tokens
   return py::make_tuple(order, bounds_array);
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Ragged transfer (issue 15): only the kept tokens of every row, plus one pad cell per row, for
+// fastpad.Packer(ragged_transfer=...). The layout is ragged.hpp's; nothing padded is written.
+// ---------------------------------------------------------------------------------------------
+
+// A writeable, C-contiguous 1-D output of exactly `size` elements (any integer or bool type);
+// never converted.
+std::pair<char*, Scalar> borrow_flat_output(PyObject* object, Buffer* buffer,
+                                            const std::string& role, std::int64_t size) {
+  if (!buffer->acquire(object, PyBUF_RECORDS)) {
+    fail(ErrorKind::Type, "fastpad: the output for " + role + " must be a writeable array");
+  }
+  const Py_buffer& view = buffer->view();
+  Scalar type;
+  if (!scalar_from_format(view.format, view.itemsize, &type)) {
+    fail(ErrorKind::Type, "fastpad: the output for " + role + " must have an integer or bool dtype");
+  }
+  if (view.ndim != 1 || view.shape[0] != size || !PyBuffer_IsContiguous(&view, 'C')) {
+    fail(ErrorKind::Value, "fastpad: the output for " + role + " must be a contiguous 1-D array of " +
+                               std::to_string(size) + " elements");
+  }
+  return {static_cast<char*>(view.buf), type};
+}
+
+// Writes the kept tokens [src_begin, src_begin + count) of list row `row` to `destination`
+// (elements of `type`), unboxing as write_list_field does: a token that is not a compact int may
+// run Python code, so the row's length is re-checked and its items re-read after it.
+void write_list_row_flat(PyObject* object, const Field& field, Py_ssize_t row, std::int64_t length,
+                         std::int64_t src_begin, std::int64_t count, char* destination,
+                         Scalar type) {
+  auto changed = [&]() {
+    fail(ErrorKind::Value, "fastpad: " + row_role(field.name, row) +
+                               " changed length while it was being packed");
+  };
+  if (PySequence_Fast_GET_SIZE(object) != length) changed();
+  PyObject** items = PySequence_Fast_ITEMS(object) + src_begin;
+  bool reread = false;
+  auto next = [&](std::int64_t i) {
+    if (reread) {
+      if (PySequence_Fast_GET_SIZE(object) != length) changed();
+      items = PySequence_Fast_ITEMS(object) + src_begin;
+      reread = false;
+    }
+    std::int64_t value;
+    if (compact_int(items[i], &value)) return value;
+    reread = true;
+    return unbox_general(items[i], field.name, row, src_begin + i);
+  };
+  const std::int64_t lo = fastpad::scalar_min(type);
+  const std::int64_t hi = fastpad::scalar_max(type);
+  std::int64_t bad_value = 0;
+  std::int64_t written = count;
+  switch (type) {
+    case Scalar::Int64:
+      written = fastpad::write_values(reinterpret_cast<std::int64_t*>(destination), count, lo, hi,
+                                      next, &bad_value);
+      break;
+    case Scalar::Int32:
+      written = fastpad::write_values(reinterpret_cast<std::int32_t*>(destination), count, lo, hi,
+                                      next, &bad_value);
+      break;
+    default: {
+      const fastpad::Column window{destination, type, 1, count};
+      for (std::int64_t i = 0; i < count; ++i) {
+        const std::int64_t value = next(i);
+        if (!fastpad::store_value(window, 0, i, value)) {
+          bad_value = value;
+          written = i;
+          break;
+        }
+      }
+    }
+  }
+  if (written != count) {
+    fail(ErrorKind::Overflow, fastpad::overflow_message(field.name.c_str(), row, bad_value, type));
+  }
+}
+
+// pack_ragged(fields, outputs, pad_values, lengths, meta, width, keep_limit, pad_left,
+//             truncate_left) -> flat size
+// For every field, writes each row's kept tokens and its pad cell into that field's 1-D output
+// (flat size elements, range-checked like pack); writes base (rows entries) then bound (rows
+// entries) into `meta`, an int32 or int64 array of 2 * rows elements. `lengths` come from
+// measure() on the same fields.
+std::int64_t pack_ragged(const py::list& specs, const py::list& outputs,
+                         const py::sequence& pad_value_list,
+                         const py::array_t<std::int64_t, 0>& lengths_array, const py::object& meta,
+                         std::int64_t width, const py::int_& keep_limit_arg, bool pad_left,
+                         bool truncate_left) {
+  bool keep_overflow = false;
+  std::int64_t keep_limit = saturating_int(keep_limit_arg, &keep_overflow);
+  if (keep_overflow && keep_limit < 0) keep_limit = -1;
+  const std::size_t count = specs.size();
+  if (outputs.size() != count || pad_value_list.size() != count) {
+    fail(ErrorKind::Value, "fastpad: fields, outputs and pad_values must have the same length");
+  }
+  IntVector lengths;
+  if (!borrow_int_vector(lengths_array.ptr(), "lengths", &lengths) || lengths.type != Scalar::Int64) {
+    fail(ErrorKind::Type, "fastpad: lengths must be a 1-D int64 array");
+  }
+  const auto* row_lengths = static_cast<const std::int64_t*>(lengths.data);
+  const std::int64_t rows = lengths.size;
+  const fastpad::Geometry geometry{width, keep_limit, pad_left, truncate_left};
+  std::vector<std::int64_t> token_start(static_cast<std::size_t>(rows));
+  std::vector<std::int64_t> base(static_cast<std::size_t>(rows));
+  std::vector<std::int64_t> bound(static_cast<std::size_t>(rows));
+  const std::int64_t flat = fastpad::ragged_layout(row_lengths, rows, geometry, token_start.data(),
+                                                   base.data(), bound.data());
+
+  Buffer meta_buffer;
+  const std::pair<char*, Scalar> meta_view =
+      borrow_flat_output(meta.ptr(), &meta_buffer, "the row layout", 2 * rows);
+  const Scalar meta_type = meta_view.second;
+  if (meta_type != Scalar::Int32 && meta_type != Scalar::Int64) {
+    fail(ErrorKind::Type, "fastpad: the row layout must be int32 or int64");
+  }
+  const fastpad::Column meta_column{meta_view.first, meta_type, 2, rows};
+  for (std::int64_t row = 0; row < rows; ++row) {
+    if (!fastpad::store_value(meta_column, 0, row, base[row]) ||
+        !fastpad::store_value(meta_column, 1, row, bound[row])) {
+      fail(ErrorKind::Overflow, "fastpad: the ragged layout of row " + std::to_string(row) +
+                                    " does not fit " + fastpad::scalar_name(meta_type));
+    }
+  }
+
+  for (std::size_t index = 0; index < count; ++index) {
+    Field field;
+    parse_field(specs[index], &field);
+    if (field_rows(field) != rows) {
+      fail(ErrorKind::Value, "fastpad: field '" + field.name + "' does not match lengths");
+    }
+    py::object pad_object = pad_value_list[index];
+    if (!PyLong_Check(pad_object.ptr()) || PyBool_Check(pad_object.ptr())) {
+      fail(ErrorKind::Type, "fastpad: pad values must be ints, got a " + type_name(pad_object.ptr()));
+    }
+    bool pad_overflow = false;
+    const std::int64_t pad_value =
+        saturating_int(py::reinterpret_borrow<py::int_>(pad_object), &pad_overflow);
+    Buffer out_buffer;
+    const std::pair<char*, Scalar> out_view =
+        borrow_flat_output(py::object(outputs[index]).ptr(), &out_buffer, "'" + field.name + "'", flat);
+    char* const data = out_view.first;
+    const Scalar type = out_view.second;
+    if (pad_overflow || !fastpad::value_fits(pad_value, type)) {
+      fail(ErrorKind::Overflow, "fastpad: pad value " + py::str(pad_object).cast<std::string>() +
+                                    " for '" + field.name + "' does not fit " +
+                                    fastpad::scalar_name(type));
+    }
+    const std::size_t item = fastpad::scalar_size(type);
+    const fastpad::Column pads{data, type, 1, flat};
+    for (std::int64_t row = 0; row < rows; ++row) fastpad::store_value(pads, 0, bound[row], pad_value);
+    // A window of width 0 at the row's first kept token: write_row places the row at column 0
+    // of row `row` (named in errors) and writes nothing past its kept tokens.
+    auto window = [&](std::int64_t row) {
+      return fastpad::Column{data + token_start[row] * static_cast<std::int64_t>(item), type, rows, 0};
+    };
+    auto kept_geometry = [&](std::int64_t row) {
+      return fastpad::Geometry{fastpad::place(geometry, row_lengths[row]).count, keep_limit, false,
+                               truncate_left};
+    };
+    if (field.ragged) {
+      // measure() validated these offsets on the same object; re-checked since a mismatch would
+      // read past the values. Offsets start at 0, so row r starts at the sum of earlier lengths.
+      std::vector<std::int64_t> check(static_cast<std::size_t>(rows));
+      fastpad::ragged_lengths(field.view, check.data(), field.name.c_str());
+      const std::size_t source_item = fastpad::scalar_size(field.view.value_type);
+      std::int64_t source_start = 0;
+      for (std::int64_t row = 0; row < rows; ++row) {
+        if (check[row] != row_lengths[row]) {
+          fail(ErrorKind::Value, "fastpad: offsets of '" + field.name + "' do not match lengths");
+        }
+        fastpad::write_row(window(row), kept_geometry(row), row,
+                           static_cast<const char*>(field.view.values) +
+                               source_start * static_cast<std::int64_t>(source_item),
+                           field.view.value_type, row_lengths[row], 0, field.name.c_str());
+        source_start += row_lengths[row];
+      }
+      continue;
+    }
+    PyObject* list = field.rows.ptr();
+    for (std::int64_t row = 0; row < rows; ++row) {
+      if (PySequence_Fast_GET_SIZE(list) != rows) {
+        fail(ErrorKind::Value, "fastpad: the rows of '" + field.name + "' changed while being packed");
+      }
+      py::object held = py::reinterpret_borrow<py::object>(PySequence_Fast_ITEMS(list)[row]);
+      PyObject* object = held.ptr();
+      const fastpad::Placement placement = fastpad::place(geometry, row_lengths[row]);
+      if (PyList_Check(object) || PyTuple_Check(object)) {
+        write_list_row_flat(object, field, row, row_lengths[row], placement.src_begin,
+                            placement.count, data + token_start[row] * static_cast<std::int64_t>(item),
+                            type);
+        continue;
+      }
+      IntVector vector;
+      py::object converted;
+      if (!borrow_int_vector(object, row_role(field.name, row), &vector)) {
+        converted = as_array_or_none(object);
+        if (converted.is_none() ||
+            !borrow_int_vector(converted.ptr(), row_role(field.name, row), &vector)) {
+          bad_row(field.name, row, object);
+        }
+      }
+      if (vector.size != row_lengths[row]) {
+        fail(ErrorKind::Value, "fastpad: " + row_role(field.name, row) +
+                                   " changed length while it was being packed");
+      }
+      fastpad::write_row(window(row), kept_geometry(row), row, vector.data, vector.type,
+                         vector.size, 0, field.name.c_str());
+    }
+  }
+  return flat;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, module) {
@@ -849,4 +1065,11 @@ PYBIND11_MODULE(_core, module) {
              py::arg("max_batch_size"), py::arg("multiple_of"), py::arg("sort"), py::arg("shuffle"),
              py::arg("seed"),
              "Token-budget batches: (order, bounds); batch b is order[bounds[b]:bounds[b + 1]].");
+
+  // Ragged transfer (issue 15).
+  module.def("pack_ragged", &pack_ragged, py::arg("fields"), py::arg("outputs"), py::arg("pad_values"),
+             py::arg("lengths"), py::arg("meta"), py::arg("width"), py::arg("keep_limit"),
+             py::arg("pad_left"), py::arg("truncate_left"),
+             "Write each row's kept tokens and one pad cell into flat 1-D outputs, and the per-row "
+             "layout (base, bound) into meta; returns the flat size.");
 }

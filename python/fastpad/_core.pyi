@@ -38,3 +38,14 @@ def plan_batches(
     shuffle: bool,
     seed: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]: ...
+def pack_ragged(
+    fields: list[tuple[Any, ...]],
+    outputs: list[Any],
+    pad_values: list[int],
+    lengths: npt.NDArray[np.int64],
+    meta: Any,
+    width: int,
+    keep_limit: int,
+    pad_left: bool,
+    truncate_left: bool,
+) -> int: ...
