@@ -17,10 +17,13 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastpad
-import fastpad._packer
-from fastpad._packer import expand_ragged, ragged_mask, ragged_scatter_index
+import fastpad._ring
+from fastpad import _core
+from fastpad._expand import choose_ragged, gather_field, rebuild_index
+from fastpad._packer import Packer
 
 token = st.integers(-(2**31), 2**31 - 1)
 rows_strategy = st.lists(st.lists(token, max_size=30), max_size=10)
@@ -68,15 +71,15 @@ def check_against_pad(packer: fastpad.Packer, encoded: Any, **kwargs: Any) -> No
     assert_same(packer(encoded, **kwargs), expected)
 
 
-@pytest.fixture(params=[False, True], ids=["padded", "ragged"])
+@pytest.fixture(params=[False, True, "auto"], ids=["padded", "ragged", "auto"])
 def packer(request: pytest.FixtureRequest) -> fastpad.Packer:
     return fastpad.Packer("cpu", pad_token_id=0, ragged_transfer=request.param)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(rows=rows_strategy, options=options_strategy, ragged=st.booleans())
+@given(rows=rows_strategy, options=options_strategy, ragged=st.sampled_from([False, True, "auto"]))
 def test_equals_pad_on_random_batches(
-    rows: list[list[int]], options: dict[str, Any], ragged: bool
+    rows: list[list[int]], options: dict[str, Any], ragged: bool | str
 ) -> None:
     packer = fastpad.Packer("cpu", ragged_transfer=ragged)
     check_against_pad(packer, rows, pad_token_id=7, **options)
@@ -205,15 +208,28 @@ def test_stats_on_cpu() -> None:
     cells = 32 * 200
     for stats in (padded_stats, ragged_stats):
         assert stats.batches == 3
-        assert stats.pinned_allocations == stats.pinned_bytes == 0
+        assert stats.pinned_allocations == stats.pinned_bytes == stats.ring_bytes == 0
         assert stats.reuses == stats.waits == stats.copied_bytes == 0
         assert stats.output_bytes == 3 * 2 * cells * 8  # ids and mask, int64
+    assert padded_stats.ragged_batches == 0
+    assert ragged_stats.ragged_batches == 3
     # Padded: ids and mask (mask at an aligned offset after the ids).
     assert padded_stats.payload_bytes == 3 * (cells * 8 + cells * 8)
-    # Ragged: offsets (33 int64 = 264 bytes, next view at 512) and the 262 real tokens only.
-    tokens = 200 + 31 * 2
-    assert ragged_stats.payload_bytes == 3 * (512 + tokens * 8)
-    assert ragged_stats.payload_bytes * 10 < padded_stats.payload_bytes
+    # Ragged: the 262 real tokens and one pad cell per row (294 int64 = 2352 bytes, next part at
+    # 2560), then base and bound of the 32 rows (64 int64 = 512 bytes): nothing padded.
+    assert ragged_stats.payload_bytes == 3 * (2560 + 512)
+    assert ragged_stats.payload_bytes * 30 < padded_stats.payload_bytes
+
+
+def test_auto_takes_the_ragged_path_only_when_it_saves_enough() -> None:
+    auto = fastpad.Packer("cpu", pad_token_id=0, ragged_transfer="auto")
+    short = [[1, 2, 3], [4]]  # saves a few bytes: padded
+    long_tail = [list(range(1, 4001))] + [[1, 2]] * 255  # ~16 MB padded against ~34 kB flat
+    assert_same(auto(short), expected_pad(short, pad_token_id=0))
+    assert auto.stats.ragged_batches == 0
+    assert_same(auto(long_tail), expected_pad(long_tail, pad_token_id=0))
+    assert auto.stats.ragged_batches == 1
+    assert choose_ragged(10**9, 0) and not choose_ragged(1000, 999)
 
 
 def test_cuda_without_a_device_falls_back_to_cpu() -> None:
@@ -236,6 +252,10 @@ def test_constructor_checks() -> None:
         fastpad.Packer("cpu", pin_memory=True)
     with pytest.raises(ValueError, match="device"):
         fastpad.Packer("meta")
+    with pytest.raises(ValueError, match="ragged_transfer"):
+        fastpad.Packer("cpu", ragged_transfer="always")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="stream"):
+        fastpad.Packer("cpu", stream="side")
     packer = fastpad.Packer("cpu", pad_token_id=0)
     with pytest.raises(TypeError, match="return_tensors"):
         packer([[1]], return_tensors="np")
@@ -269,8 +289,8 @@ def test_shared_between_threads() -> None:
 
 
 def reference_expand(
-    rows: list[list[int]], width: int, pad_value: int, pad_left: bool
-) -> list[list[int]]:
+    rows: list[list[int]], width: int, pad_value: Any, pad_left: bool
+) -> list[list[Any]]:
     return [
         [pad_value] * (width - len(row)) + row
         if pad_left
@@ -283,41 +303,211 @@ def reference_expand(
 @given(
     rows=st.lists(st.lists(st.integers(-50, 50), max_size=12), max_size=8),
     extra=st.integers(0, 5),
+    keep=st.one_of(st.none(), st.integers(0, 12)),
     pad_left=st.booleans(),
-    dtype=st.sampled_from([torch.int64, torch.int32, torch.int8]),
+    truncate_left=st.booleans(),
+    dtype=st.sampled_from([torch.int64, torch.int32]),
 )
-def test_ragged_expansion_helpers(
-    rows: list[list[int]], extra: int, pad_left: bool, dtype: torch.dtype
+def test_ragged_layout_and_rebuild(
+    rows: list[list[int]],
+    extra: int,
+    keep: int | None,
+    pad_left: bool,
+    truncate_left: bool,
+    dtype: torch.dtype,
 ) -> None:
-    """The device-side expansion, run here on the CPU: index, scatter and mask."""
-    width = max((len(row) for row in rows), default=0) + extra
-    lengths = torch.tensor([len(row) for row in rows], dtype=torch.int64)
-    offsets = torch.zeros(len(rows) + 1, dtype=torch.int64)
-    torch.cumsum(lengths, 0, out=offsets[1:])
-    total = int(offsets[-1])
-    values = torch.tensor([token for row in rows for token in row], dtype=dtype)
-    index = ragged_scatter_index(offsets, width, total, pad_left=pad_left)
-    assert index.dtype == torch.int64 and index.shape == (total,)
-    padded = expand_ragged(values, index, len(rows), width, -7)
-    assert padded.dtype == dtype and padded.shape == (len(rows), width)
-    assert padded.tolist() == reference_expand(rows, width, -7, pad_left)
-    mask = ragged_mask(offsets, width, torch.bool, pad_left=pad_left)
-    assert mask.dtype == torch.bool
-    assert mask.tolist() == reference_expand(
-        [[True] * len(row) for row in rows], width, False, pad_left
+    """The host layout (pack_ragged) and the device rebuild (run here on the CPU)."""
+    kept_rows = [
+        row if keep is None else (row[max(len(row) - keep, 0) :] if truncate_left else row[:keep])
+        for row in rows
+    ]
+    width = max((len(row) for row in kept_rows), default=0) + extra
+    lengths = np.array([len(row) for row in rows], dtype=np.int64)
+    flat = sum(len(row) for row in kept_rows) + len(rows)
+    values = torch.full((flat,), 99, dtype=dtype)
+    meta = torch.zeros(2 * len(rows), dtype=dtype)
+    written = _core.pack_ragged(
+        [("input_ids", 0, rows)],
+        [values.numpy()],
+        [-7],
+        lengths,
+        meta.numpy(),
+        width,
+        -1 if keep is None else keep,
+        pad_left,
+        truncate_left,
     )
+    assert written == flat
+    # Only real tokens and one pad cell per row: nothing padded is written on the host.
+    expected_flat = [
+        token for row in kept_rows for token in ([-7, *row] if pad_left else [*row, -7])
+    ]
+    assert values.tolist() == expected_flat
+    buffer = torch.cat([values, meta])
+    index, keep_mask = rebuild_index(buffer, len(rows), width, flat, pad_left=pad_left)
+    assert index.dtype == torch.int64 and index.shape == (len(rows), width)
+    padded = gather_field(buffer, index, dtype, 0)
+    assert padded.dtype == dtype and padded.shape == (len(rows), width)
+    assert padded.tolist() == reference_expand(kept_rows, width, -7, pad_left)
+    assert keep_mask.dtype == torch.bool
+    assert keep_mask.tolist() == reference_expand(
+        [[True] * len(row) for row in kept_rows], width, False, pad_left
+    )
+
+
+def test_pack_ragged_rejects_bad_outputs() -> None:
+    rows = [[1, 2, 3], [4]]
+    lengths = np.array([3, 1], dtype=np.int64)
+    meta = np.zeros(4, dtype=np.int64)
+    with pytest.raises(ValueError, match="6 elements"):
+        _core.pack_ragged(
+            [("x", 0, rows)], [np.zeros(5, np.int64)], [0], lengths, meta, 3, -1, False, False
+        )
+    with pytest.raises(TypeError, match="int32 or int64"):
+        _core.pack_ragged(
+            [("x", 0, rows)],
+            [np.zeros(6, np.int64)],
+            [0],
+            lengths,
+            np.zeros(4, np.int8),
+            3,
+            -1,
+            False,
+            False,
+        )
+    with pytest.raises(OverflowError, match="row 0 of 'x': value 300 does not fit int8"):
+        _core.pack_ragged(
+            [("x", 0, [[1, 300], [2]])],
+            [np.zeros(5, np.int8)],
+            [0],
+            np.array([2, 1]),
+            meta,
+            2,
+            -1,
+            False,
+            False,
+        )
+    with pytest.raises(OverflowError, match="pad value 1000"):
+        _core.pack_ragged(
+            [("x", 0, rows)], [np.zeros(6, np.int8)], [1000], lengths, meta, 3, -1, False, False
+        )
+    with pytest.raises(ValueError, match="does not fit the width"):
+        _core.pack_ragged(
+            [("x", 0, rows)], [np.zeros(6, np.int64)], [0], lengths, meta, 2, -1, False, False
+        )
+    with pytest.raises(TypeError, match="row 1 of 'x'"):
+        _core.pack_ragged(
+            [("x", 0, [[1], [None]])],
+            [np.zeros(4, np.int64)],
+            [0],
+            np.array([1, 1]),
+            meta,
+            1,
+            -1,
+            False,
+            False,
+        )
+
+
+class OpRecorder(TorchDispatchMode):
+    """Records every aten op dispatched, split at the end of the host-to-device step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.copied = False
+        self.before: list[str] = []
+        self.after: list[str] = []
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        (self.after if self.copied else self.before).append(str(func.overloadpacket.__name__))
+        return func(*args, **(kwargs or {}))
+
+
+# Ops that read back to the host (or whose output size depends on values): never in a rebuild.
+SYNCING_OPS = {
+    "nonzero",
+    "masked_select",
+    "_local_scalar_dense",
+    "item",
+    "unique",
+    "repeat_interleave",
+}
+
+
+def recorded_call(
+    monkeypatch: pytest.MonkeyPatch, packer: fastpad.Packer, rows: Any, **kwargs: Any
+) -> tuple[Any, OpRecorder]:
+    recorder = OpRecorder()
+    to_device = Packer._to_device
+
+    def marked(self: Packer, layout: Any, dtype: Any) -> Any:
+        result = to_device(self, layout, dtype)
+        recorder.copied = True
+        return result
+
+    monkeypatch.setattr(Packer, "_to_device", marked)
+    with recorder:
+        batch = packer(rows, **kwargs)
+    return batch, recorder
+
+
+@pytest.mark.parametrize("simulated_cuda", [False, True], ids=["cpu", "simulated-cuda"])
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({}, 8),
+        ({"padding_side": "left"}, 8),
+        ({"padding_side": "left", "pad_to_multiple_of": 8, "dtype": "int32"}, 8),
+        ({"truncation": True, "max_length": 3, "truncation_side": "left"}, 8),
+        ({"mask_dtype": "bool"}, 7),
+        ({"return_attention_mask": False}, 7),
+    ],
+)
+def test_ragged_rebuild_takes_at_most_8_ops(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], expected: int, simulated_cuda: bool
+) -> None:
+    """input_ids + attention_mask from the copied buffer: <= 8 torch ops, views included, none
+    of which reads anything back to the host."""
+    if simulated_cuda:
+        monkeypatch.setattr(fastpad._ring, "_torch", lambda: FakeTorch())
+    packer = fastpad.Packer("cuda", pad_token_id=0, ragged_transfer=True)
+    rows = [[101, 7592, 2088, 102], [101, 102], [], [101, 1, 2, 3, 4, 102]]
+    for _ in range(packer.buffers):  # warm: every slot allocated
+        packer(rows, **options)
+    batch, recorder = recorded_call(monkeypatch, packer, rows, **options)
+    assert_same(batch, expected_pad(rows, pad_token_id=0, **options))
+    assert len(recorder.after) == expected, recorder.after
+    assert not SYNCING_OPS & set(recorder.after), recorder.after
+    # Before the rebuild: the buffer (CPU: a fresh one) and its copy; no padded scratch.
+    assert len(recorder.before) <= 6, recorder.before
+    assert packer.stats.ragged_batches == packer.buffers + 1
+
+
+def test_padded_path_hands_out_views(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The padded CUDA path's device side: one view per output of the copied buffer's dtype."""
+    monkeypatch.setattr(fastpad._ring, "_torch", lambda: FakeTorch())
+    packer = fastpad.Packer("cuda", pad_token_id=0)
+    rows = [[101, 7592, 2088, 102], [101, 102]]
+    packer(rows)
+    packer(rows)
+    batch, recorder = recorded_call(monkeypatch, packer, rows)
+    assert_same(batch, expected_pad(rows, pad_token_id=0))
+    assert recorder.after == ["as_strided", "as_strided"]
 
 
 class FakeEvent:
     """An event that completes only when waited for: every reuse of its slot must wait."""
 
-    def __init__(self) -> None:
+    def __init__(self, enable_timing: bool = False, blocking: bool = False) -> None:
         self.done = True
         self.records = 0
+        self.blocking = blocking
+        self.streams: list[Any] = []
 
     def record(self, stream: Any = None) -> None:
         self.done = False
         self.records += 1
+        self.streams.append(stream)
 
     def query(self) -> bool:
         return self.done
@@ -326,11 +516,23 @@ class FakeEvent:
         self.done = True
 
 
+class FakeStream:
+    """A CUDA stream that records the events it was made to wait for."""
+
+    def __init__(self, device: Any = None) -> None:
+        self.device = torch.device("cuda", 0) if device is None else torch.device(device)
+        self.waited: list[FakeEvent] = []
+
+    def wait_event(self, event: FakeEvent) -> None:
+        self.waited.append(event)
+
+
 class FakeCuda:
     Event = FakeEvent
+    Stream = FakeStream
 
     def __init__(self) -> None:
-        self.default_stream = object()
+        self.default_stream = FakeStream()
 
     def is_available(self) -> bool:
         return True
@@ -366,12 +568,23 @@ class FakeTorch:
 
 
 @pytest.mark.parametrize("ragged", [False, True], ids=["padded", "ragged"])
-def test_ring_logic_with_a_simulated_device(monkeypatch: pytest.MonkeyPatch, ragged: bool) -> None:
-    """The CUDA path's ring (slots, events, growth, stats, one copy per batch) on the CPU."""
+@pytest.mark.parametrize("stream", [None, "current"], ids=["side-stream", "current-stream"])
+def test_ring_logic_with_a_simulated_device(
+    monkeypatch: pytest.MonkeyPatch, ragged: bool, stream: str | None
+) -> None:
+    """The CUDA path's ring (slots, events, growth, stats, one copy per batch, the consumer's
+    wait on the copy) on the CPU."""
     fake = FakeTorch()
-    monkeypatch.setattr(fastpad._packer, "_torch", lambda: fake)
-    packer = fastpad.Packer("cuda", buffers=2, pad_token_id=0, ragged_transfer=ragged)
+    monkeypatch.setattr(fastpad._ring, "_torch", lambda: fake)
+    packer = fastpad.Packer(
+        "cuda", buffers=2, pad_token_id=0, ragged_transfer=ragged, stream=stream
+    )
     assert packer.device == torch.device("cuda", 0)
+    consumer = fake.cuda.default_stream
+    if stream is None:
+        assert isinstance(packer.stream, FakeStream) and packer.stream is not consumer
+    else:
+        assert packer.stream is None
     rng = np.random.default_rng(3)
     largest = [[9] * 64] * 16
     batches = [largest, largest] + [
@@ -381,16 +594,42 @@ def test_ring_logic_with_a_simulated_device(monkeypatch: pytest.MonkeyPatch, rag
     results = [packer(batch, padding_side="left") for batch in batches]
     stats = packer.stats
     assert stats.batches == 12
+    assert stats.ragged_batches == (12 if ragged else 0)
     assert stats.pinned_allocations == len(fake.pinned) == 2
-    assert stats.pinned_bytes == sum(buffer.numel() for buffer in fake.pinned)
+    assert stats.pinned_bytes == stats.ring_bytes == sum(buffer.numel() for buffer in fake.pinned)
     assert stats.reuses == 10
     assert stats.waits == 10  # every reuse found its slot's copy "in flight" and waited
     assert stats.copied_bytes == stats.payload_bytes > 0
-    assert all(slot.event.records == 6 for slot in packer._slots)
+    events = [slot.event for slot in packer._ring.slots]
+    assert all(event.records == 6 and event.blocking for event in events)
+    copy_stream = packer.stream or consumer
+    assert all(recorded is copy_stream for event in events for recorded in event.streams)
+    if stream is None:
+        # The consumer waited (on the device) for every batch's copy before using it: deleting
+        # that wait fails here, and in the CUDA side-stream tests.
+        assert len(consumer.waited) == 12 and set(map(id, consumer.waited)) == set(map(id, events))
+    else:
+        assert consumer.waited == []
     for buffer in fake.pinned:
         buffer.fill_(255)  # the results were copied out of the slots
     for batch, result in zip(batches, results, strict=True):
         assert_same(result, expected_pad(batch, pad_token_id=0, padding_side="left"))
     packer([[1] * 1000] * 16)  # larger than the slots: one grows, geometrically
-    assert packer.stats.pinned_allocations == 3
+    grown = packer.stats
+    assert grown.pinned_allocations == 3
     assert fake.pinned[-1].numel() >= 2 * fake.pinned[0].numel()
+    # The grown-out slot stays pinned in torch's host cache: counted, no longer in the ring.
+    assert grown.pinned_bytes == sum(buffer.numel() for buffer in fake.pinned)
+    assert grown.ring_bytes == fake.pinned[1].numel() + fake.pinned[2].numel()
+
+
+def test_stream_on_another_device_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeTorch()
+    monkeypatch.setattr(fastpad._ring, "_torch", lambda: fake)
+    with pytest.raises(ValueError, match=r"stream is on cuda:1 but the packer copies to cuda:0"):
+        fastpad.Packer("cuda:0", stream=FakeStream("cuda:1"), pad_token_id=0)
+    with pytest.raises(TypeError, match=r"torch\.cuda\.Stream"):
+        fastpad.Packer("cuda:0", stream=object(), pad_token_id=0)
+    packer = fastpad.Packer("cuda:1", stream=FakeStream("cuda:1"), pad_token_id=0)
+    assert packer.device == torch.device("cuda", 1)
+    assert "side" in repr(packer)

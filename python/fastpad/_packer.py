@@ -1,35 +1,32 @@
 """`fastpad.Packer`: pack batches into a ring of pinned host buffers and copy them to the GPU.
 
-Layout of one batch: every output (padded fields, the attention mask, per-example scalars; or, with
-``ragged_transfer=True``, the row offsets and the real tokens of every field) is a view of one
-uint8 host buffer at a 256-byte aligned offset. On CUDA that buffer is a pinned ring slot and one
-``copy_(non_blocking=True)`` moves the used bytes; the device tensors are views of one device
-buffer at the same offsets. On the CPU the buffer is fresh for every call, so results are never
-shared between calls.
+The host buffers (one layout per batch, the pinned ring) are in `fastpad._ring`; the device-side
+rebuild of a ragged transfer is in `fastpad._expand`. This module is the front: options, the
+choice of path per batch, the copy on the copy stream and the views handed out.
 """
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from . import _core
+from . import _core, _ring
 from ._batch import Batch
-from ._options import Field, Inputs, PadOptions, normalize_inputs, resolve_options
-from ._pad import _stack_scalars, pad_inputs
+from ._expand import AUTO_MIN_SAVED_BYTES, choose_ragged, gather_field, rebuild_index
+from ._options import Inputs, PadOptions, normalize_inputs, resolve_options
+from ._pad import _missing_pad_value, _stack_scalars, pad_inputs
+from ._ring import Layout, Part, PinnedRing, aligned
 
-__all__ = ["Packer", "PackerStats", "expand_ragged", "ragged_mask", "ragged_scatter_index"]
+__all__ = ["Packer", "PackerStats"]
 
-# Device kernels load 16-byte vectors at best; 256 keeps every view on its own cache lines too.
-_ALIGN = 256
-# Smallest pinned slot: pinning is a driver call under a global lock, so tiny batches share one.
-_MIN_SLOT_BYTES = 1 << 16
 _ITEMSIZES = {"bool": 1, "int8": 1, "int32": 4, "int64": 8}
+_INT32_MAX = 2**31 - 1
+# Batches of at least this many padded cells are checked against physical memory first, as
+# `fastpad.pad` does (MemoryError naming the size).
+_SAFE_CELLS = 1 << 22
 # Keyword arguments of `fastpad.pad` a Packer forwards; return_tensors and pin_memory are its own.
 _PAD_KEYWORDS = frozenset(
     {
@@ -49,16 +46,6 @@ _PAD_KEYWORDS = frozenset(
 )
 
 
-def _aligned(nbytes: int) -> int:
-    return (nbytes + _ALIGN - 1) // _ALIGN * _ALIGN
-
-
-def _torch() -> Any:
-    import torch
-
-    return torch
-
-
 @dataclass(frozen=True)
 class PackerStats:
     """Counters of a `Packer` since it was created (a snapshot; see `Packer.stats`).
@@ -67,18 +54,26 @@ class PackerStats:
     ----------
     batches : int
         Calls that returned a batch.
+    ragged_batches : int
+        Of those, batches sent as a ragged transfer (flat tokens, rebuilt on the device).
     pinned_allocations : int
         Pinned host buffers allocated (a slot's first use, or growth to a larger batch).
         Constant in steady state.
     pinned_bytes : int
-        Bytes of pinned host memory the ring holds now.
+        Pinned host memory this packer allocated: the ring plus slots it grew out of, which
+        torch's caching host allocator keeps page-locked (reused for later pinned allocations
+        of a fitting size; ``torch._C._host_emptyCache()`` unpins them). At most about twice
+        `ring_bytes`, since slots grow geometrically.
+    ring_bytes : int
+        Pinned host memory the ring holds now.
     reuses : int
         Batches packed into a pinned buffer that was already there (no allocation).
     waits : int
         Batches that had to wait for the copy of an earlier batch out of the same slot.
     payload_bytes : int
-        Bytes packed on the host for the batches: the padded tensors, or with ragged transfer the
-        row offsets and real tokens. On the CPU path nothing is copied; this is what would move.
+        Bytes packed on the host for the batches: the padded tensors, or for a ragged transfer
+        the kept tokens and the row layout. On the CPU path nothing is copied; this is what
+        would move.
     copied_bytes : int
         Bytes copied from host to device (0 on the CPU path).
     output_bytes : int
@@ -86,8 +81,10 @@ class PackerStats:
     """
 
     batches: int = 0
+    ragged_batches: int = 0
     pinned_allocations: int = 0
     pinned_bytes: int = 0
+    ring_bytes: int = 0
     reuses: int = 0
     waits: int = 0
     payload_bytes: int = 0
@@ -95,157 +92,8 @@ class PackerStats:
     output_bytes: int = 0
 
 
-class _Part:
-    """Where one output lives in the batch buffer."""
-
-    __slots__ = ("dtype", "nbytes", "offset", "shape")
-
-    def __init__(self, offset: int, dtype: Any, shape: tuple[int, ...]) -> None:
-        self.offset = offset
-        self.dtype = dtype  # torch.dtype
-        self.shape = shape
-        count = 1
-        for size in shape:
-            count *= size
-        self.nbytes = count * int(dtype.itemsize)
-
-    def view(self, buffer: Any) -> Any:
-        return buffer[self.offset : self.offset + self.nbytes].view(self.dtype).view(self.shape)
-
-
-@functools.cache
-def _numpy_dtype(dtype: Any) -> np.dtype[Any]:
-    """The numpy dtype of a torch dtype."""
-    return _torch().empty((), dtype=dtype).numpy().dtype  # type: ignore[no-any-return]
-
-
-class _Carver:
-    """Hands out aligned numpy views of one uint8 host tensor, acquired once its size is known.
-
-    Host-side views are numpy (cheap to make, and what the core writes into); the device-side
-    views are made from the `_Part` records once the bytes have been copied.
-    """
-
-    def __init__(self, acquire: Callable[[int], Any]) -> None:
-        self._acquire = acquire
-        self.buffer: Any = None  # torch uint8 tensor
-        self.array: Any = None  # numpy view of `buffer`
-        self.used = 0  # aligned start of the next view
-        self.end = 0  # end of the last view: the bytes a copy has to move
-
-    def reserve(self, nbytes: int) -> None:
-        if self.buffer is None:
-            self.buffer = self._acquire(nbytes)
-            self.array = self.buffer.numpy()
-
-    def take(self, dtype: Any, shape: tuple[int, ...]) -> tuple[_Part, Any]:
-        part = _Part(self.used, dtype, shape)
-        end = part.offset + part.nbytes
-        if self.buffer is None or end > self.array.shape[0]:
-            # The sizes reserved up front cover every take; reaching this is a fastpad bug.
-            raise RuntimeError("fastpad.Packer: batch layout exceeds its reserved buffer")
-        self.used = _aligned(end)
-        self.end = end
-        view = self.array[part.offset : end].view(_numpy_dtype(dtype)).reshape(shape)
-        return part, view
-
-
-class _Slot:
-    """One pinned host buffer of the ring and the event recorded after its last copy."""
-
-    __slots__ = ("buffer", "event")
-
-    def __init__(self) -> None:
-        self.buffer: Any = None
-        self.event: Any = None
-
-
-def ragged_scatter_index(offsets: Any, width: int, total: int, *, pad_left: bool) -> Any:
-    """Flat position in a ``[rows, width]`` padded tensor of every token of a ragged batch.
-
-    Runs on the device of `offsets` without a host synchronization: `total` (the number of
-    tokens, ``offsets[-1]``) is passed in so `torch.repeat_interleave` knows its output size.
-
-    Parameters
-    ----------
-    offsets : torch.Tensor
-        int64 ``[rows + 1]``, starting at 0; row ``r`` holds tokens ``offsets[r]:offsets[r+1]``,
-        each row at most `width` long.
-    width : int
-        Padded length.
-    total : int
-        ``offsets[-1]``.
-    pad_left : bool
-        Rows end at the right edge (left padding) instead of starting at column 0.
-
-    Returns
-    -------
-    torch.Tensor
-        int64 ``[total]``: token ``t`` of row ``r`` goes to ``r * width + column``.
-    """
-    torch = _torch()
-    rows = offsets.shape[0] - 1
-    starts = offsets[:-1]
-    lengths = offsets[1:] - starts
-    row_base = torch.arange(rows, device=offsets.device, dtype=torch.int64) * width - starts
-    if pad_left:
-        row_base = row_base + (width - lengths)
-    return torch.repeat_interleave(row_base, lengths, output_size=total) + torch.arange(
-        total, device=offsets.device, dtype=torch.int64
-    )
-
-
-def expand_ragged(values: Any, index: Any, rows: int, width: int, pad_value: int) -> Any:
-    """Scatter the tokens of a ragged batch into a padded ``[rows, width]`` tensor.
-
-    Parameters
-    ----------
-    values : torch.Tensor
-        ``[total]`` tokens, row after row.
-    index : torch.Tensor
-        `ragged_scatter_index` of the batch.
-    rows, width : int
-        Output shape.
-    pad_value : int
-        Value of the cells no token lands in.
-
-    Returns
-    -------
-    torch.Tensor
-        ``[rows, width]`` of ``values.dtype`` on ``values.device``.
-    """
-    torch = _torch()
-    out = torch.full((rows * width,), pad_value, dtype=values.dtype, device=values.device)
-    out.index_copy_(0, index, values)
-    return out.view(rows, width)
-
-
-def ragged_mask(offsets: Any, width: int, dtype: Any, *, pad_left: bool) -> Any:
-    """Attention mask ``[rows, width]`` of a ragged batch, from its row lengths (no host sync).
-
-    Parameters
-    ----------
-    offsets : torch.Tensor
-        int64 ``[rows + 1]`` row offsets.
-    width : int
-        Padded length.
-    dtype : torch.dtype
-        Mask dtype.
-    pad_left : bool
-        Ones at the right edge instead of from column 0.
-
-    Returns
-    -------
-    torch.Tensor
-    """
-    torch = _torch()
-    lengths = offsets[1:] - offsets[:-1]
-    columns = torch.arange(width, device=offsets.device, dtype=torch.int64)
-    if pad_left:
-        mask = columns[None, :] >= (width - lengths)[:, None]
-    else:
-        mask = columns[None, :] < lengths[:, None]
-    return mask.to(dtype)
+def _nbytes(tensor: Any) -> int:
+    return int(tensor.numel()) * int(tensor.element_size())
 
 
 def _padded_itemsizes(inputs: Inputs, options: PadOptions) -> list[int]:
@@ -260,19 +108,29 @@ def _padded_itemsizes(inputs: Inputs, options: PadOptions) -> list[int]:
     return sizes
 
 
-def _nbytes(tensor: Any) -> int:
-    return int(tensor.numel()) * int(tensor.element_size())
+@dataclass
+class _RaggedPlan:
+    """A batch measured for a ragged transfer (see `Packer._plan_ragged`)."""
+
+    specs: list[tuple[Any, ...]]  # fields in the order the core packs them (lists, then Ragged)
+    keys: list[str]  # the same order
+    dtypes: dict[str, str]
+    lengths: Any  # int64 input lengths
+    rows: int
+    width: int
+    flat: int  # kept tokens + rows: elements of each field's flat region
 
 
 class Packer:
     """Pack ragged batches into reused pinned host buffers and copy them to the GPU.
 
     Each call pads the batch with the C++ core straight into the next slot of a ring of pinned
-    (page-locked) host buffers, copies it to `device` with ``non_blocking=True`` on `stream`, and
-    records a CUDA event after the copy. A slot is rewritten only after its event completed: the
-    call waits (``stats.waits``) rather than corrupt a batch still being copied. Slots grow
-    geometrically to the largest batch seen and are then reused, so steady state allocates no
-    pinned memory (``stats.pinned_allocations`` stays put).
+    (page-locked) host buffers, copies it to `device` with ``non_blocking=True`` on the copy
+    stream, and records a CUDA event after the copy. A slot is rewritten only after its event
+    completed: the call waits (``stats.waits``; a blocking event, so the thread sleeps) rather
+    than corrupt a batch still being copied. Slots grow geometrically to the largest batch seen
+    and are then reused, so steady state allocates no pinned memory (``stats.pinned_allocations``
+    stays put).
 
     With ``device="cpu"``, or ``"cuda"`` on a machine where torch sees no CUDA device, the packer
     pads into fresh CPU tensors on every call (no pinning, no copies, `stream` ignored, `device`
@@ -286,14 +144,19 @@ class Packer:
         Pinned slots in the ring. Two let the next batch be packed while the last one is copied.
     tokenizer : transformers tokenizer, optional
         Supplies pad ids, padding side and field names, as in `fastpad.pad`.
-    stream : torch.cuda.Stream, optional
-        Stream the copies run on; default the current stream at each call. With another stream,
-        the current stream is made to wait (on the device, not the host) for the copy, so the
-        batch can be used on the current stream right away.
-    ragged_transfer : bool, default False
-        Copy only the row offsets and the real tokens, then build the padded tensors and the
-        mask on the device (`ragged_scatter_index`, `expand_ragged`, `ragged_mask`). Same results;
-        fewer bytes over PCIe when batches hold much padding (``stats.payload_bytes``).
+    stream : torch.cuda.Stream or "current", optional
+        Stream the copies run on. Default (None): a side stream the packer creates on `device`,
+        so a copy runs beside the kernels already queued on the current stream (the model's)
+        instead of behind them; the current stream at each call then waits for the copy on the
+        device, not on the host, so the batch can be used on it right away. ``"current"``: the
+        current stream at each call (the copy queues behind the work already on it). A stream
+        of your own must be on `device` (ValueError otherwise).
+    ragged_transfer : bool or "auto", default False
+        True: copy only each row's kept tokens and a row layout, then rebuild the padded tensors
+        and the mask on the device (8 torch ops for ids and mask, no host sync). Same results;
+        fewer bytes written on the host and over PCIe when batches hold much padding, a few
+        more kernel launches per call. ``"auto"``: per batch, the ragged transfer when it saves
+        at least ``fastpad._expand.AUTO_MIN_SAVED_BYTES`` bytes (README: "Ragged transfer").
     **pad_defaults
         Defaults for the `fastpad.pad` options (``padding``, ``max_length``, ``truncation``,
         ``pad_to_multiple_of``, ``padding_side``, ``truncation_side``,
@@ -309,7 +172,8 @@ class Packer:
 
     The tensors of one batch are views of one buffer (one device allocation, one copy): keeping
     any of them keeps the whole batch's memory alive, and ``torch.save`` of one tensor writes
-    that whole buffer.
+    that whole buffer. Per-example scalar tensors that require grad or live on a device are
+    moved with ``Tensor.to`` (as ``Batch.to`` does), not through the buffer.
 
     Examples
     --------
@@ -326,19 +190,31 @@ class Packer:
         buffers: int = 2,
         tokenizer: Any = None,
         stream: Any = None,
-        ragged_transfer: bool = False,
+        ragged_transfer: bool | Literal["auto"] = False,
         **pad_defaults: Any,
     ) -> None:
-        torch = _torch()
+        torch = _ring._torch()
         if isinstance(buffers, bool) or not isinstance(buffers, int):
             raise TypeError(f"fastpad.Packer: buffers must be an int, got {type(buffers).__name__}")
         if buffers < 1:
             raise ValueError(f"fastpad.Packer: buffers must be >= 1, got {buffers}")
+        if ragged_transfer not in (True, False, "auto") or not isinstance(
+            ragged_transfer, bool | str
+        ):
+            raise ValueError(
+                f"fastpad.Packer: ragged_transfer must be True, False or 'auto', got "
+                f"{ragged_transfer!r}"
+            )
         unknown = sorted(set(pad_defaults) - _PAD_KEYWORDS)
         if unknown:
             raise TypeError(
                 f"fastpad.Packer: unexpected keyword argument(s) {unknown}; accepted pad options: "
                 f"{sorted(_PAD_KEYWORDS)}"
+            )
+        if isinstance(stream, str) and stream != "current":
+            raise ValueError(
+                f"fastpad.Packer: stream must be None, 'current' or a torch.cuda.Stream, "
+                f"got {stream!r}"
             )
         requested = torch.device(device)
         if requested.type not in ("cuda", "cpu"):
@@ -349,16 +225,31 @@ class Packer:
         if self._cuda and requested.index is None:
             requested = torch.device("cuda", torch.cuda.current_device())
         self.device = requested if self._cuda else torch.device("cpu")
+        self.stream: Any = None  # the copy stream; None: the current stream at each call
+        if self._cuda:
+            if stream is None:
+                self.stream = torch.cuda.Stream(device=self.device)
+            elif stream != "current":
+                if not isinstance(stream, torch.cuda.Stream):
+                    raise TypeError(
+                        "fastpad.Packer: stream must be None, 'current' or a torch.cuda.Stream, "
+                        f"got {type(stream).__name__}"
+                    )
+                if torch.device(stream.device) != self.device:
+                    # An event recorded on another device's stream would say nothing about
+                    # this device's copy: slots would be rewritten while still being copied.
+                    raise ValueError(
+                        f"fastpad.Packer: stream is on {stream.device} but the packer copies "
+                        f"to {self.device}; create it with torch.cuda.Stream(device="
+                        f"{str(self.device)!r})"
+                    )
+                self.stream = stream
         self.tokenizer = tokenizer
-        self.stream = stream if self._cuda else None
-        self.ragged_transfer = bool(ragged_transfer)
+        self.ragged_transfer: bool | str = ragged_transfer
         self.buffers = buffers
         self._defaults = dict(pad_defaults)
-        self._slots = [_Slot() for _ in range(buffers)] if self._cuda else []
-        self._next_slot = 0
-        self._current_slot: _Slot | None = None  # the slot the batch in progress is packed into
-        self._scratch: Any = None  # host buffer for the padded staging of ragged transfers
         self._counters = dict.fromkeys(PackerStats.__dataclass_fields__, 0)
+        self._ring = PinnedRing(buffers, self._counters)
         self._lock = threading.Lock()
 
     def __reduce__(self) -> Any:
@@ -368,9 +259,10 @@ class Packer:
         )
 
     def __repr__(self) -> str:
+        stream = "current" if self.stream is None else "side"
         return (
-            f"Packer(device={str(self.device)!r}, buffers={self.buffers}, "
-            f"ragged_transfer={self.ragged_transfer})"
+            f"Packer(device={str(self.device)!r}, buffers={self.buffers}, stream={stream!r}, "
+            f"ragged_transfer={self.ragged_transfer!r})"
         )
 
     @property
@@ -428,7 +320,7 @@ class Packer:
         )
         # Per-example scalar fields ride in the same buffer and the same copy.
         scalars = {
-            key: _stack_scalars(key, field.data, options)
+            key: _stack_scalars(key, field.data, options, inputs)
             for key, field in inputs.fields.items()
             if field.kind == "scalars"
         }
@@ -437,8 +329,12 @@ class Packer:
             inputs.rows,
         )
         with self._lock:
+            plan = None
             if self.ragged_transfer:
-                batch = self._ragged(inputs, padded_inputs, options, scalars, threads)
+                plan = self._plan_ragged(padded_inputs, options, scalars, threads)
+            if plan is not None:
+                batch = self._ragged(inputs, plan, options, scalars)
+                self._counters["ragged_batches"] += 1
             else:
                 batch = self._padded(inputs, padded_inputs, options, scalars, threads)
             self._counters["batches"] += 1
@@ -447,92 +343,74 @@ class Packer:
             )
         return batch
 
-    # -- host buffers -------------------------------------------------------------------------
+    # -- copy ---------------------------------------------------------------------------------
 
     def _acquire(self, nbytes: int) -> Any:
-        """The next pinned ring slot, grown to at least `nbytes` once its last copy is done."""
-        torch = _torch()
-        slot = self._slots[self._next_slot]
-        self._current_slot = slot
-        self._next_slot = (self._next_slot + 1) % len(self._slots)
-        if slot.event is not None and not slot.event.query():
-            # The copy out of this slot is still in flight: writing now would corrupt it.
-            slot.event.synchronize()
-            self._counters["waits"] += 1
-        if slot.buffer is not None and slot.buffer.numel() >= nbytes:
-            self._counters["reuses"] += 1
-            return slot.buffer
-        old = 0 if slot.buffer is None else int(slot.buffer.numel())
-        capacity = max(_MIN_SLOT_BYTES, 2 * old)
-        while capacity < nbytes:
-            capacity *= 2
-        # The old buffer's copy has completed (waited above), so dropping it is safe.
-        slot.buffer = torch.empty(capacity, dtype=torch.uint8, pin_memory=True)
-        self._counters["pinned_allocations"] += 1
-        self._counters["pinned_bytes"] += capacity - old
-        return slot.buffer
+        if self._cuda:
+            return self._ring.acquire(nbytes)
+        torch = _ring._torch()
+        return torch.empty(nbytes, dtype=torch.uint8)  # fresh: CPU results are never shared
 
-    def _scratch_buffer(self, nbytes: int) -> Any:
-        """A reused pageable host buffer; only used within one (locked) call."""
-        torch = _torch()
-        if self._scratch is None or self._scratch.numel() < nbytes:
-            self._scratch = torch.empty(max(nbytes, _MIN_SLOT_BYTES), dtype=torch.uint8)
-        return self._scratch
-
-    def _to_device(self, carver: _Carver) -> Any:
-        """Copy the used bytes of the batch buffer to the device; return the device buffer."""
-        self._counters["payload_bytes"] += carver.end
+    def _to_device(self, layout: Layout, dtype: Any) -> Any:
+        """The batch buffer on the device as a 1-D tensor of `dtype` (copied on CUDA)."""
+        nbytes = layout.nbytes
+        self._counters["payload_bytes"] += nbytes
+        host = layout.buffer[:nbytes].view(dtype)
         if not self._cuda:
-            return carver.buffer
-        torch = _torch()
+            return host
+        torch = _ring._torch()
         consumer = torch.cuda.current_stream(self.device)
         stream = consumer if self.stream is None else self.stream
-        slot = self._current_slot
-        assert slot is not None
-        if slot.event is None:
-            slot.event = torch.cuda.Event()
         with torch.cuda.device(self.device), torch.cuda.stream(stream):
             # Allocated on the copy stream; record_stream below keeps the caching allocator from
             # handing this memory to the copy stream again before the consumer is done with it.
-            device_buffer = torch.empty(carver.end, dtype=torch.uint8, device=self.device)
-            device_buffer.copy_(carver.buffer[: carver.end], non_blocking=True)
-            slot.event.record(stream)
+            device_buffer = torch.empty(host.shape[0], dtype=dtype, device=self.device)
+            device_buffer.copy_(host, non_blocking=True)
+            event = self._ring.guard(stream)
         if stream != consumer:
-            consumer.wait_event(slot.event)
-            device_buffer.record_stream(consumer)
-        self._counters["copied_bytes"] += carver.end
+            consumer.wait_event(event)
+            if device_buffer.is_cuda:  # (a simulated device in tests has CPU buffers)
+                device_buffer.record_stream(consumer)
+        self._counters["copied_bytes"] += nbytes
         return device_buffer
 
+    # -- per-example scalars ------------------------------------------------------------------
+
+    @staticmethod
+    def _in_buffer(tensor: Any) -> bool:
+        """Scalars copied through the batch buffer: CPU tensors without autograd history."""
+        return bool(tensor.device.type == "cpu" and not tensor.requires_grad)
+
+    def _scalar_bytes(self, scalars: dict[str, Any]) -> int:
+        return sum(
+            aligned(_nbytes(tensor)) for tensor in scalars.values() if self._in_buffer(tensor)
+        )
+
     def _stage_scalars(
-        self, carver: _Carver, scalars: dict[str, Any]
-    ) -> tuple[dict[str, _Part], dict[str, Any]]:
-        """Copy CPU scalar fields into the batch buffer; others are moved on their own."""
-        staged: dict[str, _Part] = {}
+        self, layout: Layout, scalars: dict[str, Any]
+    ) -> tuple[dict[str, Part], dict[str, Any]]:
+        """Write CPU scalar fields into the batch buffer (torch copies: any dtype, bfloat16
+        included); the others are moved on their own."""
+        staged: dict[str, Part] = {}
         separate: dict[str, Any] = {}
         for key, tensor in scalars.items():
-            if tensor.device.type == "cpu":
-                part, view = carver.take(tensor.dtype, tuple(tensor.shape))
-                view[...] = tensor.numpy()
+            if self._in_buffer(tensor):
+                part = layout.take(tensor.dtype, tuple(tensor.shape))
+                part.host_view(layout.buffer).copy_(tensor)
                 staged[key] = part
             else:
                 separate[key] = tensor
         return staged, separate
 
-    @staticmethod
-    def _scalar_bytes(scalars: dict[str, Any]) -> int:
-        return sum(
-            _aligned(_nbytes(tensor)) for tensor in scalars.values() if tensor.device.type == "cpu"
-        )
-
     def _scalar_outputs(
-        self, device_buffer: Any, staged: dict[str, _Part], separate: dict[str, Any]
+        self, device_buffer: Any, staged: dict[str, Part], separate: dict[str, Any]
     ) -> dict[str, Any]:
-        outputs = {key: part.view(device_buffer) for key, part in staged.items()}
+        outputs = {key: part.device_view(device_buffer) for key, part in staged.items()}
         for key, tensor in separate.items():
             outputs[key] = tensor.to(self.device, non_blocking=True)
         return outputs
 
-    # -- the two paths ------------------------------------------------------------------------
+    # -- padded path ----------------------------------------------------------------------------
 
     def _padded(
         self,
@@ -549,118 +427,165 @@ class Packer:
                 _nbytes(value) for value in batch.values() if hasattr(value, "element_size")
             )
             return batch
-        torch = _torch()
-        carver = _Carver(self._acquire)
+        torch = _ring._torch()
+        layout = Layout(self._acquire)
         itemsizes = _padded_itemsizes(padded_inputs, options)
-        parts: dict[int, _Part] = {}
+        parts: dict[int, Part] = {}
+        scalar_bytes = self._scalar_bytes(scalars)
 
         def allocate(rows: int, width: int, dtype_name: str) -> tuple[Any, Any]:
-            cells = rows * width
-            carver.reserve(
-                sum(_aligned(cells * size) for size in itemsizes) + self._scalar_bytes(scalars)
-            )
-            part, view = carver.take(getattr(torch, dtype_name), (rows, width))
+            layout.reserve(sum(aligned(rows * width * size) for size in itemsizes) + scalar_bytes)
+            part = layout.take(getattr(torch, dtype_name), (rows, width))
+            view = layout.numpy_view(part)
             parts[id(view)] = part
             return view, view
 
         host = pad_inputs(padded_inputs, options, threads=threads, allocate=allocate)
-        staged, separate = self._stage_scalars(carver, scalars)
-        device_buffer = self._to_device(carver)
-        outputs = {key: parts[id(value)].view(device_buffer) for key, value in host.items()}
+        staged, separate = self._stage_scalars(layout, scalars)
+        device_buffer = self._to_device(layout, getattr(torch, options.dtype))
+        outputs = {key: parts[id(value)].device_view(device_buffer) for key, value in host.items()}
         outputs.update(self._scalar_outputs(device_buffer, staged, separate))
         return _ordered(inputs, outputs)
 
-    def _ragged(
+    # -- ragged path ----------------------------------------------------------------------------
+
+    def _plan_ragged(
         self,
-        inputs: Inputs,
         padded_inputs: Inputs,
         options: PadOptions,
         scalars: dict[str, Any],
         threads: int | None,
-    ) -> Batch:
-        torch = _torch()
-        # 1. Pad into a pageable scratch buffer with the core: it checks the input and applies
-        #    truncation, so the real tokens are then a gather away.
-        scratch = _Carver(self._scratch_buffer)
-        itemsizes = _padded_itemsizes(padded_inputs, options)
+    ) -> _RaggedPlan | None:
+        """Measure the batch for a ragged transfer; None when the padded path takes it.
 
-        def allocate(rows: int, width: int, dtype_name: str) -> tuple[Any, Any]:
-            scratch.reserve(sum(_aligned(rows * width * size) for size in itemsizes))
-            _part, view = scratch.take(getattr(torch, dtype_name), (rows, width))
-            return view, view
-
-        host = pad_inputs(padded_inputs, options, threads=threads, allocate=allocate)
+        Checks the input as `pad_inputs` does, in its order, so both paths raise alike.
+        """
+        lists: list[tuple[Any, ...]] = []
+        arrays: list[tuple[Any, ...]] = []
+        list_keys: list[str] = []
+        array_keys: list[str] = []
+        for key, field in padded_inputs.fields.items():
+            if field.kind == "rows":
+                lists.append((key, 0, field.data))
+                list_keys.append(key)
+            else:
+                arrays.append((key, 1, field.data.values, field.data.offsets))
+                array_keys.append(key)
+        if not lists and not arrays:
+            raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
+        keys = [key for key in padded_inputs.fields if key in list_keys or key in array_keys]
+        for key in keys:
+            if key not in options.pad_values:
+                raise _missing_pad_value(key)
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ValueError(f"fastpad.pad: threads must be a positive int, got {threads!r}")
+        # measure() in the fields' order, as pad_inputs calls it: the same errors first.
+        specs_in_order = [
+            (key, 0, padded_inputs.fields[key].data)
+            if padded_inputs.fields[key].kind == "rows"
+            else (
+                key,
+                1,
+                padded_inputs.fields[key].data.values,
+                padded_inputs.fields[key].data.offsets,
+            )
+            for key in keys
+        ]
         lengths, width = _core.measure(
-            [
-                (key, 0, field.data) if field.kind == "rows" else (key, 1, *_flat(field))
-                for key, field in padded_inputs.fields.items()
-            ],
+            specs_in_order,
             options.padding,
             options.max_length,
             options.truncate,
             options.multiple_of,
         )
-        if options.truncate:
-            # measure() gives the input lengths; the core keeps min(length, max_length) tokens.
-            lengths = np.minimum(lengths, options.max_length)
         rows = int(lengths.shape[0])
-        total = int(lengths.sum())
-        # Fields packed from the input (the created mask is rebuilt on the device instead).
-        fields = [key for key in padded_inputs.fields if key in host]
+        if rows * width >= _SAFE_CELLS:
+            _core.checked_cells(rows, width, 8)
+        kept = int((np.minimum(lengths, options.max_length) if options.truncate else lengths).sum())
+        flat = kept + rows
         dtypes = {
-            key: getattr(torch, options.mask_dtype if key == "attention_mask" else options.dtype)
-            for key in fields
+            key: options.mask_dtype if key == "attention_mask" else options.dtype for key in keys
         }
+        if options.dtype == "int32" and flat + width > _INT32_MAX:
+            return None  # the row layout would not fit the int32 buffer
+        if self.ragged_transfer == "auto":
+            padded_bytes = rows * width * sum(_padded_itemsizes(padded_inputs, options))
+            flat_bytes = flat * sum(_ITEMSIZES[dtypes[key]] for key in keys)
+            flat_bytes += 2 * rows * _ITEMSIZES[options.dtype]
+            if not choose_ragged(padded_bytes, flat_bytes, AUTO_MIN_SAVED_BYTES):
+                return None
+        # The core packs list fields, then Ragged ones (as pack does): the same first error.
+        return _RaggedPlan(
+            specs=lists + arrays,
+            keys=list_keys + array_keys,
+            dtypes=dtypes,
+            lengths=lengths,
+            rows=rows,
+            width=width,
+            flat=flat,
+        )
 
-        # 2. Offsets and real tokens into the batch buffer (the pinned slot on CUDA).
-        carver = _Carver(self._acquire if self._cuda else _torch_empty)
-        carver.reserve(
-            _aligned((rows + 1) * 8)
-            + sum(_aligned(total * dtypes[key].itemsize) for key in fields)
+    def _ragged(
+        self, inputs: Inputs, plan: _RaggedPlan, options: PadOptions, scalars: dict[str, Any]
+    ) -> Batch:
+        torch = _ring._torch()
+        buffer_dtype = getattr(torch, options.dtype)
+        rows, flat = plan.rows, plan.flat
+        # The first field of the buffer's dtype sits at element 0, so its gather needs no offset;
+        # the row layout follows, then the other fields.
+        first = next((key for key in plan.keys if plan.dtypes[key] == options.dtype), None)
+        order = ([first] if first is not None else []) + [key for key in plan.keys if key != first]
+        layout = Layout(self._acquire)
+        layout.reserve(
+            sum(aligned(flat * _ITEMSIZES[plan.dtypes[key]]) for key in plan.keys)
+            + aligned(2 * rows * _ITEMSIZES[options.dtype])
             + self._scalar_bytes(scalars)
         )
-        offsets_part, offsets = carver.take(torch.int64, (rows + 1,))
-        offsets[0] = 0
-        np.cumsum(lengths, out=offsets[1:])
-        row_base = np.arange(rows, dtype=np.int64) * width - offsets[:-1]
-        if options.pad_left:
-            row_base += width - lengths
-        flat_index = np.repeat(row_base, lengths) + np.arange(total, dtype=np.int64)
-        value_parts = {}
-        for key in fields:
-            part, view = carver.take(dtypes[key], (total,))
-            np.take(host[key].reshape(-1), flat_index, out=view, mode="clip")
-            value_parts[key] = part
-        staged, separate = self._stage_scalars(carver, scalars)
+        parts: dict[str, Part] = {}
+        meta: Part | None = None
+        for key in order:
+            parts[key] = layout.take(getattr(torch, plan.dtypes[key]), (flat,))
+            if key == first:
+                meta = layout.take(buffer_dtype, (2 * rows,))
+        if meta is None:
+            meta = layout.take(buffer_dtype, (2 * rows,))
+        _core.pack_ragged(
+            plan.specs,
+            [layout.numpy_view(parts[key]) for key in plan.keys],
+            [options.pad_values[key] for key in plan.keys],
+            plan.lengths,
+            layout.numpy_view(meta),
+            plan.width,
+            options.max_length if options.truncate else -1,
+            options.pad_left,
+            options.truncate_left,
+        )
+        staged, separate = self._stage_scalars(layout, scalars)
 
-        # 3. Copy, then expand on the device (on the consumer stream; no host synchronization).
-        device_buffer = self._to_device(carver)
-        device_offsets = offsets_part.view(device_buffer)
-        index = ragged_scatter_index(device_offsets, width, total, pad_left=options.pad_left)
-        outputs = {
-            key: expand_ragged(
-                part.view(device_buffer), index, rows, width, options.pad_values[key]
+        # Copy, then rebuild on the consumer stream (no host synchronization).
+        device_buffer = self._to_device(layout, buffer_dtype)
+        index, keep = rebuild_index(
+            device_buffer,
+            rows,
+            plan.width,
+            meta.offset // _ITEMSIZES[options.dtype],
+            pad_left=options.pad_left,
+        )
+        outputs: dict[str, Any] = {}
+        for key in plan.keys:
+            if key == "attention_mask" and not options.return_attention_mask:
+                continue  # packed (so bad values raise as in `fastpad.pad`), not returned
+            part = parts[key]
+            outputs[key] = gather_field(
+                device_buffer, index, part.dtype, part.offset // int(part.dtype.itemsize)
             )
-            for key, part in value_parts.items()
-        }
-        if "attention_mask" in host and "attention_mask" not in outputs:
-            outputs["attention_mask"] = ragged_mask(
-                device_offsets,
-                width,
-                getattr(torch, options.mask_dtype),
-                pad_left=options.pad_left,
-            )
+        if options.return_attention_mask and "attention_mask" not in plan.keys:
+            mask_dtype = getattr(torch, options.mask_dtype)
+            outputs["attention_mask"] = keep if mask_dtype == torch.bool else keep.to(mask_dtype)
         outputs.update(self._scalar_outputs(device_buffer, staged, separate))
         return _ordered(inputs, outputs)
-
-
-def _torch_empty(nbytes: int) -> Any:
-    torch = _torch()
-    return torch.empty(nbytes, dtype=torch.uint8)
-
-
-def _flat(field: Field) -> tuple[Any, Any]:
-    return field.data.values, field.data.offsets
 
 
 def _ordered(inputs: Inputs, outputs: dict[str, Any]) -> Batch:

@@ -11,7 +11,14 @@ import numpy as np
 
 from . import _core
 from ._batch import Batch
-from ._options import Inputs, PadOptions, normalize_inputs, resolve_options, stack_scalars
+from ._options import (
+    Inputs,
+    PadOptions,
+    normalize_inputs,
+    python_scalars,
+    resolve_options,
+    stack_scalars,
+)
 
 __all__ = ["Allocator", "default_threads", "pad", "pad_inputs"]
 
@@ -88,8 +95,11 @@ def _allocator(options: PadOptions) -> Allocator:
     return _alloc_pinned if options.pin_memory else _alloc_pt
 
 
-def _stack_scalars(key: str, values: Any, options: PadOptions) -> Any:
-    return stack_scalars(key, values, options.return_tensors)
+def _stack_scalars(key: str, values: Any, options: PadOptions, inputs: Inputs) -> Any:
+    """Per-example scalars as transformers' pad stacks them (see `stack_scalars`)."""
+    return stack_scalars(
+        key, values, options.return_tensors, python_scalars(inputs, options.main_key)
+    )
 
 
 def pad(
@@ -419,7 +429,7 @@ def _batch(inputs: Inputs, options: PadOptions, keys: list[str], results: list[A
     batch = Batch()
     for key, field in inputs.fields.items():
         if field.kind == "scalars":
-            batch[key] = _stack_scalars(key, field.data, options)
+            batch[key] = _stack_scalars(key, field.data, options, inputs)
         elif key == "attention_mask" and not options.return_attention_mask:
             continue
         else:

@@ -16,7 +16,15 @@ from typing import Any, Literal
 import numpy as np
 
 from ._batch import Batch
-from ._options import Field, Inputs, PadOptions, normalize_inputs, resolve_options, stack_scalars
+from ._options import (
+    Field,
+    Inputs,
+    PadOptions,
+    normalize_inputs,
+    python_scalars,
+    resolve_options,
+    stack_scalars,
+)
 
 __all__ = ["pad", "pad_inputs"]
 
@@ -229,7 +237,9 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
     batch = Batch()
     for key, field in inputs.fields.items():
         if field.kind == "scalars":
-            batch[key] = stack_scalars(key, field.data, options.return_tensors)
+            batch[key] = stack_scalars(
+                key, field.data, options.return_tensors, python_scalars(inputs, options.main_key)
+            )
             continue
         if key == "attention_mask" and not options.return_attention_mask:
             continue
