@@ -633,3 +633,27 @@ def test_stream_on_another_device_is_refused(monkeypatch: pytest.MonkeyPatch) ->
     packer = fastpad.Packer("cuda:1", stream=FakeStream("cuda:1"), pad_token_id=0)
     assert packer.device == torch.device("cuda", 1)
     assert "side" in repr(packer)
+
+
+@pytest.mark.parametrize("ragged", [False, True], ids=["padded", "ragged"])
+def test_scalars_of_every_dtype_ride_in_the_buffer(
+    monkeypatch: pytest.MonkeyPatch, ragged: bool
+) -> None:
+    """Per-example scalars of dtypes numpy lacks (bfloat16) or of another size than the ids go
+    through the pinned buffer and come out as views of the copied one."""
+    monkeypatch.setattr(fastpad._ring, "_torch", lambda: FakeTorch())
+    packer = fastpad.Packer("cuda", pad_token_id=0, ragged_transfer=ragged)
+    dtypes = [torch.bfloat16, torch.float16, torch.bool, torch.int8, torch.complex64, torch.float64]
+    examples = [
+        {
+            "input_ids": list(range(1, 2 + index)),
+            **{
+                str(dtype): torch.tensor(index % 3 - 0.5, dtype=torch.float64).to(dtype)
+                for dtype in dtypes
+            },
+        }
+        for index in range(5)
+    ]
+    expected = expected_pad(examples, pad_token_id=0)
+    assert [expected[str(dtype)].dtype for dtype in dtypes] == dtypes
+    assert_same(packer(examples), expected)

@@ -524,18 +524,22 @@ def stack_scalars(key: str, values: Any, return_tensors: str, python_objects: bo
     """Per-example scalars (a ``label`` per example) as one 1-D tensor or array.
 
     What transformers' ``pad`` gives: with `python_objects` (see `python_scalars`) the field is
-    first turned into Python objects; a tensor is then returned as it is, and a list goes
-    through ``torch.tensor`` (so float labels become float32, and 0-d tensors of any dtype,
-    bfloat16 included, keep theirs; tensors that require grad or live on a device are read
-    without autograd, as ``torch.tensor`` reads them). Values that are not numbers are a
-    TypeError naming the field, never an object array.
+    first turned into Python objects. Then a list goes through ``torch.tensor`` (float labels
+    become float32; 0-d tensors of any dtype, bfloat16 included, keep theirs; tensors that
+    require grad or live on a device are read without autograd into a CPU tensor), and a 1-D
+    tensor, which transformers splits into rows and stacks again, comes back as a fresh CPU
+    copy without autograd. Values that are not numbers are a TypeError naming the field, never
+    an object array.
     """
     if python_objects:
         values = _to_py_obj(values)
-    if hasattr(values, "detach"):  # already a tensor
+    if hasattr(values, "detach"):  # a 1-D tensor field
         if return_tensors == "np":
             return _tensor_numpy(key, values)
-        return values
+        # transformers splits it into rows and stacks them again with torch.tensor: a fresh CPU
+        # tensor of the same dtype, without autograd.
+        values = values.detach()
+        return values.clone() if values.device.type == "cpu" else values.cpu()
     if isinstance(values, list | tuple) and any(hasattr(value, "detach") for value in values):
         return _stack_tensors(key, values, return_tensors)
     try:
