@@ -28,15 +28,17 @@ __all__ = [
 
 # ragged_transfer="auto" takes the ragged path for a batch when it saves at least this many bytes
 # against the padded path (padded bytes - flat bytes). Model (README, "Ragged transfer"): the
-# rebuild costs REBUILD_OPS more torch ops than the padded path's views, ~LAUNCH_S of host time
-# each on a GPU; every byte saved is a byte neither written on the host (padding and mask cells,
-# ~HOST_WRITE_BYTES_PER_S) nor copied over PCIe (~PCIE_BYTES_PER_S, pinned H2D). Ragged wins when
-#     saved * (1 / HOST_WRITE_BYTES_PER_S + 1 / PCIE_BYTES_PER_S) > REBUILD_OPS * LAUNCH_S.
-# benchmarks/bench_gpu.py measures the launch cost and the bandwidth on a GPU and prints the
-# crossover they give.
+# rebuild costs REBUILD_OPS more torch ops than the padded path's two views, ~LAUNCH_S of host
+# time each on a GPU (a typical eager CUDA op); every byte saved is a byte neither written on the
+# host (padding and mask cells: ~HOST_WRITE_BYTES_PER_S, the core's fill rate into a reused
+# buffer, 27-47 GB/s measured on a 2-core x86_64 VM) nor copied over PCIe (~PCIE_BYTES_PER_S,
+# pinned H2D on PCIe 4.0 x16). Ragged wins when
+#     saved * (1 / HOST_WRITE_BYTES_PER_S + 1 / PCIE_BYTES_PER_S) > REBUILD_OPS * LAUNCH_S,
+# about 410 kB with these figures. benchmarks/bench_gpu.py measures the terms on a GPU (section
+# "crossover") and prints the crossover they give next to a measured sweep.
 LAUNCH_S = 5e-6
 REBUILD_OPS = 6
-HOST_WRITE_BYTES_PER_S = 4e9
+HOST_WRITE_BYTES_PER_S = 30e9
 PCIE_BYTES_PER_S = 25e9
 AUTO_MIN_SAVED_BYTES = int(
     REBUILD_OPS * LAUNCH_S / (1 / HOST_WRITE_BYTES_PER_S + 1 / PCIE_BYTES_PER_S)
