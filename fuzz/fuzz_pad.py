@@ -169,7 +169,8 @@ def check_others(data: Any) -> None:
         kwargs = {
             key: value for key, value in pad_kwargs(data).items() if key not in ("return_tensors",)
         }
-        _robust(lambda: fastpad.Packer("cpu", buffers=1)(inputs, **kwargs))
+        ragged = gen.pick(data, [False, True, "auto"])  # the ragged path packs with pack_ragged
+        _robust(lambda: fastpad.Packer("cpu", buffers=1, ragged_transfer=ragged)(inputs, **kwargs))
 
 
 def one_input(data: Any) -> None:
