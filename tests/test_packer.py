@@ -657,3 +657,39 @@ def test_scalars_of_every_dtype_ride_in_the_buffer(
     expected = expected_pad(examples, pad_token_id=0)
     assert [expected[str(dtype)].dtype for dtype in dtypes] == dtypes
     assert_same(packer(examples), expected)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=rows_strategy,
+    options=options_strategy,
+    ragged=st.sampled_from([False, True, "auto"]),
+    stream=st.sampled_from([None, "current"]),
+    form=st.sampled_from(["lists", "Ragged", "fields"]),
+)
+def test_simulated_device_equals_pad(
+    rows: list[list[int]],
+    options: dict[str, Any],
+    ragged: bool | str,
+    stream: str | None,
+    form: str,
+) -> None:
+    """The CUDA path (ring, copy, device views, rebuild) on a simulated device: equal to
+    fastpad.pad on random batches, options and input forms, or the same exception type."""
+    fake = FakeTorch()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fastpad._ring, "_torch", lambda: fake)
+        packer = fastpad.Packer("cuda", buffers=1, ragged_transfer=ragged, stream=stream)
+        encoded: Any = rows
+        if form == "Ragged":
+            encoded = fastpad.Ragged.from_rows(rows)
+        elif form == "fields":
+            encoded = {
+                "input_ids": rows,
+                "attention_mask": [[1] * len(row) for row in rows],
+                "labels": [[token % 7 for token in row] for row in rows],
+                "score": [index / 2 for index in range(len(rows))],
+            }
+        kwargs = {"pad_token_id": 5, "pad_values": {"labels": -100}, **options}
+        check_against_pad(packer, encoded, **kwargs)
+        check_against_pad(packer, encoded, **kwargs)  # the slot reused
