@@ -16,13 +16,13 @@
 #include <algorithm>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <system_error>
 #include <thread>
 #include <vector>
 
+#include "message.hpp"
 #include "pack.hpp"
 #include "plan.hpp"
 #include "ragged.hpp"
@@ -105,14 +105,14 @@ bool borrow_int_vector(PyObject* object, const std::string& role, IntVector* vec
   if (!vector->buffer.acquire(object, PyBUF_RECORDS_RO)) return false;
   const Py_buffer& view = vector->buffer.view();
   if (view.ndim != 1) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "fastpad: " << role << " is a " << view.ndim
             << "-D array; expected a 1-D array of token ids (nesting too deep)";
     fail(ErrorKind::Value, message.str());
   }
   if (!scalar_from_format(view.format, view.itemsize, &vector->type) ||
       (vector->type == Scalar::Bool && !allow_bool)) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "fastpad: " << role << " has element format '" << (view.format ? view.format : "B")
             << "'; expected an integer array (bool and float arrays are not token ids)";
     fail(ErrorKind::Type, message.str());
@@ -141,7 +141,7 @@ std::string row_role(const std::string& field, Py_ssize_t row) {
 }
 
 [[noreturn]] void bad_row(const std::string& field, Py_ssize_t row, PyObject* object) {
-  std::ostringstream message;
+  fastpad::Message message;
   message << "fastpad: " << row_role(field, row) << " is a " << type_name(object)
           << "; expected a list/tuple of ints or a 1-D integer array";
   fail(ErrorKind::Type, message.str());
@@ -197,7 +197,7 @@ std::int64_t unbox_general(PyObject* item, const std::string& field, Py_ssize_t 
     int overflow = 0;
     const long long value = PyLong_AsLongLongAndOverflow(item, &overflow);
     if (overflow != 0) {
-      std::ostringstream message;
+      fastpad::Message message;
       message << "fastpad: " << row_role(field, row) << ": value at position " << column
               << " does not fit int64";
       fail(ErrorKind::Overflow, message.str());
@@ -215,7 +215,7 @@ std::int64_t unbox_general(PyObject* item, const std::string& field, Py_ssize_t 
     if (!PyErr_ExceptionMatches(PyExc_TypeError)) throw py::error_already_set();
     PyErr_Clear();
   }
-  std::ostringstream message;
+  fastpad::Message message;
   message << "fastpad: " << row_role(field, row) << ": token at position " << column << " is ";
   if (is_sequence || PyObject_CheckBuffer(item)) {
     message << "a " << type_name(item) << "; rows must be flat sequences of ints (nesting too deep)";
@@ -353,7 +353,7 @@ py::tuple measure(const py::list& specs, int padding, const py::int_& max_length
   for (std::size_t index = 0; index < fields.size(); ++index) {
     const Field& field = *fields[index];
     if (field_rows(field) != rows) {
-      std::ostringstream message;
+      fastpad::Message message;
       message << "fastpad: field '" << field.name << "' has " << field_rows(field)
               << " rows but '" << fields[0]->name << "' has " << rows;
       fail(ErrorKind::Value, message.str());
@@ -371,7 +371,7 @@ py::tuple measure(const py::list& specs, int padding, const py::int_& max_length
     if (index > 0) {
       for (Py_ssize_t row = 0; row < rows; ++row) {
         if (other[row] != first[row]) {
-          std::ostringstream message;
+          fastpad::Message message;
           message << "fastpad: row " << row << " has " << first[row] << " tokens in '"
                   << fields[0]->name << "' but " << other[row] << " in '" << field.name
                   << "'; every field of a row must have the same length";
@@ -387,7 +387,7 @@ py::tuple measure(const py::list& specs, int padding, const py::int_& max_length
   options.multiple_of = multiple_of;
   const std::int64_t width = fastpad::output_width(first, rows, options);
   if (huge_multiple && width > 0 && options.padding != fastpad::Padding::DoNotPad) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "fastpad: rounding the width " << width << " up to a multiple of "
             << py::str(multiple_of_arg).cast<std::string>()
             << " exceeds int64; a batch that wide does not fit in memory";
@@ -408,7 +408,7 @@ fastpad::Column borrow_output(PyObject* object, Buffer* buffer, const std::strin
     fail(ErrorKind::Type, "fastpad: the output for '" + field + "' must have an integer or bool dtype");
   }
   if (view.ndim != 2 || view.shape[0] != rows || view.shape[1] != width) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "fastpad: the output for '" << field << "' must have shape [" << rows << ", "
             << width << "]";
     fail(ErrorKind::Value, message.str());
@@ -435,7 +435,7 @@ void write_list_field(const Field& field, const fastpad::Column& out,
                       std::size_t column, const std::int64_t* row_lengths,
                       std::vector<IntVector>* borrowed, std::vector<ArrayRow>* array_rows) {
   if (!fastpad::value_fits(pad_value, out.type)) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "fastpad: pad value " << pad_value << " for '" << field.name << "' does not fit "
             << fastpad::scalar_name(out.type);
     fail(ErrorKind::Overflow, message.str());

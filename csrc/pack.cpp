@@ -1,8 +1,8 @@
 #include "pack.hpp"
+#include "message.hpp"
 
 #include <algorithm>
 #include <cstring>
-#include <sstream>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
@@ -102,7 +102,7 @@ void copy_checked(Out* destination, const In* source, std::int64_t count, Scalar
     if (!in_range(source[i], lo, hi)) {
       if constexpr (std::is_same_v<In, std::uint64_t>) {
         if (source[i] > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) {
-          std::ostringstream message;
+          fastpad::Message message;
           message << "fastpad: row " << row << " of '" << field << "': value " << source[i]
                   << " does not fit " << scalar_name(out_type);
           throw Error(ErrorKind::Overflow, message.str());
@@ -123,7 +123,7 @@ void pad_row(Out* row_data, const Geometry& geometry, const Placement& placement
 
 void check_pad_value(std::int64_t pad_value, Scalar type, const char* field) {
   if (!value_fits(pad_value, type)) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "fastpad: pad value " << pad_value << " for '" << field << "' does not fit "
             << scalar_name(type);
     throw Error(ErrorKind::Overflow, message.str());
@@ -211,7 +211,7 @@ bool value_fits(std::int64_t value, Scalar type) noexcept {
 
 std::string overflow_message(const char* field, std::int64_t row, std::int64_t value,
                              Scalar type) {
-  std::ostringstream message;
+  fastpad::Message message;
   message << "fastpad: row " << row << " of '" << field << "': value " << value
           << " does not fit " << scalar_name(type);
   return message.str();
@@ -242,7 +242,7 @@ std::int64_t output_width(const std::int64_t* lengths, std::int64_t rows,
       if (longest > options.max_length) {
         for (std::int64_t row = 0; row < rows; ++row) {
           if (lengths[row] > options.max_length) {
-            std::ostringstream message;
+            fastpad::Message message;
             message << "fastpad: row " << row << " has " << lengths[row]
                     << " tokens, more than max_length=" << options.max_length
                     << " (padding='max_length'); pass truncation=True to cut it";
@@ -258,7 +258,7 @@ std::int64_t output_width(const std::int64_t* lengths, std::int64_t rows,
         std::int64_t kept = lengths[row];
         if (options.truncate && kept > options.max_length) kept = options.max_length;
         if (kept != longest) {
-          std::ostringstream message;
+          fastpad::Message message;
           message << "fastpad: padding=False but row " << row << " has " << kept
                   << " tokens and another has " << longest
                   << "; a tensor needs rows of one length (pass padding=True)";
@@ -272,7 +272,7 @@ std::int64_t output_width(const std::int64_t* lengths, std::int64_t rows,
     const std::int64_t steps = width / options.multiple_of + 1;
     // Rounding up must not wrap: such a width is far beyond any buffer (found by fuzz_core).
     if (steps > std::numeric_limits<std::int64_t>::max() / options.multiple_of) {
-      std::ostringstream message;
+      fastpad::Message message;
       message << "fastpad: rounding the width " << width << " up to a multiple of "
               << options.multiple_of << " exceeds int64; a batch that wide does not fit in memory";
       throw Error(ErrorKind::Memory, message.str());
@@ -306,7 +306,7 @@ std::int64_t checked_cells(std::int64_t rows, std::int64_t width, Scalar type) {
   // Beyond physical memory an allocation may still succeed (overcommit) and the process is then
   // killed while the padding is written: refuse it here, with the size in the message.
   if (!addressable || rows * width * element > physical_memory()) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "fastpad: a [" << rows << ", " << width << "] " << scalar_name(type) << " batch";
     if (addressable) {
       message << " (" << rows * width * element << " bytes) is larger than the "
@@ -323,7 +323,7 @@ void ragged_lengths(const RaggedView& source, std::int64_t* lengths, const char*
   if (source.rows < 0) throw Error(ErrorKind::Value, "fastpad: offsets must not be empty");
   const std::int64_t first = source.rows >= 0 ? read_offset(source, 0) : 0;
   if (first != 0) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "fastpad: offsets of '" << field << "' must start at 0, got " << first;
     throw Error(ErrorKind::Value, message.str());
   }
@@ -331,13 +331,13 @@ void ragged_lengths(const RaggedView& source, std::int64_t* lengths, const char*
   for (std::int64_t row = 0; row < source.rows; ++row) {
     const std::int64_t next = read_offset(source, row + 1);
     if (next < previous) {
-      std::ostringstream message;
+      fastpad::Message message;
       message << "fastpad: offsets of '" << field << "' decrease at row " << row << " ("
               << previous << " then " << next << ")";
       throw Error(ErrorKind::Value, message.str());
     }
     if (next > source.value_count) {
-      std::ostringstream message;
+      fastpad::Message message;
       message << "fastpad: offsets of '" << field << "' run past the values at row " << row
               << " (offset " << next << " > " << source.value_count << " values)";
       throw Error(ErrorKind::Value, message.str());

@@ -1,10 +1,10 @@
 #include "plan.hpp"
+#include "message.hpp"
 
 #include <algorithm>
 #include <limits>
 #include <numeric>
 #include <random>
-#include <sstream>
 #include <string>
 
 namespace fastpad {
@@ -45,7 +45,7 @@ std::int64_t rounded(std::int64_t length, std::int64_t multiple_of, std::int64_t
   const std::int64_t remainder = length % multiple_of;
   if (remainder == 0) return length;
   if (length > kInt64Max - (multiple_of - remainder)) {
-    std::ostringstream message;
+    fastpad::Message message;
     message << "plan_batches: length " << length << " of row " << row
             << " rounded up to a multiple of " << multiple_of << " does not fit int64";
     fail(message.str());
@@ -86,7 +86,7 @@ std::vector<std::int64_t> plan_batches(const std::int64_t* lengths, std::int64_t
   std::int64_t longest = 0;
   for (std::int64_t row = 0; row < rows; ++row) {
     if (lengths[row] < 0) {
-      std::ostringstream message;
+      fastpad::Message message;
       message << "plan_batches: length of row " << row << " is negative (" << lengths[row] << ")";
       fail(message.str());
     }
