@@ -29,17 +29,19 @@ __all__ = [
 # ragged_transfer="auto" takes the ragged path for a batch when it saves at least this many bytes
 # against the padded path (padded bytes - flat bytes). Model (README, "Ragged transfer"): the
 # rebuild costs REBUILD_OPS more torch ops than the padded path's two views, ~LAUNCH_S of host
-# time each on a GPU (a typical eager CUDA op); every byte saved is a byte neither written on the
-# host (padding and mask cells: ~HOST_WRITE_BYTES_PER_S, the core's fill rate into a reused
-# buffer, 27-47 GB/s measured on a 2-core x86_64 VM) nor copied over PCIe (~PCIE_BYTES_PER_S,
-# pinned H2D on PCIe 4.0 x16). Ragged wins when
-#     saved * (1 / HOST_WRITE_BYTES_PER_S + 1 / PCIE_BYTES_PER_S) > REBUILD_OPS * LAUNCH_S,
-# about 410 kB with these figures. benchmarks/bench_gpu.py measures the terms on a GPU (section
-# "crossover") and prints the crossover they give next to a measured sweep.
-LAUNCH_S = 5e-6
+# time each; every byte saved is a byte neither written on the host (padding and mask cells:
+# ~HOST_WRITE_BYTES_PER_S, the core's fill rate into a reused buffer) nor copied to the device
+# (~PCIE_BYTES_PER_S, pinned H2D). Ragged wins when
+#     saved * (1 / HOST_WRITE_BYTES_PER_S + 1 / PCIE_BYTES_PER_S) > REBUILD_OPS * LAUNCH_S.
+# The figures are benchmarks/bench_gpu.py's measurements on an NVIDIA H100 80GB HBM3 (torch
+# 2.11, CUDA 13.0; section "crossover"): the rebuild took 61-66 us of host time against 3-7 us
+# for the two views (~10 us an extra op), the host filled 52-53 GB/s, pinned H2D ran 50-52 GB/s
+# (PCIe 5.0). That gives ~1.5 MB; the measured sweep agrees (ragged 6% slower at 1.0 MB saved,
+# 2x faster at 4.2 MB).
+LAUNCH_S = 10e-6
 REBUILD_OPS = 6
-HOST_WRITE_BYTES_PER_S = 30e9
-PCIE_BYTES_PER_S = 25e9
+HOST_WRITE_BYTES_PER_S = 50e9
+PCIE_BYTES_PER_S = 50e9
 AUTO_MIN_SAVED_BYTES = int(
     REBUILD_OPS * LAUNCH_S / (1 / HOST_WRITE_BYTES_PER_S + 1 / PCIE_BYTES_PER_S)
 )
