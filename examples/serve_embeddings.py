@@ -1,4 +1,4 @@
-"""Ray Serve: sentence embeddings from all-MiniLM-L6-v2, batched by ``@serve.batch``, padded by fastpad.
+"""Ray Serve: all-MiniLM-L6-v2 sentence embeddings, batched by ``@serve.batch``, padded by fastpad.
 
 Each HTTP request carries one text; ``@serve.batch`` gathers concurrent requests into one batch,
 the tokenizer tokenizes it without padding, a `fastpad.Packer` pads it (pinned ring and one

@@ -9,6 +9,7 @@ table.
 from __future__ import annotations
 
 import importlib
+import itertools
 import pickle
 import subprocess
 import sys
@@ -16,11 +17,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import assert_batches_equal, tokenizer_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastpad
-from conftest import assert_batches_equal, tokenizer_path
 
 pytest.importorskip("ray.data")
 pa = pytest.importorskip("pyarrow")
@@ -45,7 +46,7 @@ def chunked(array: Any, cuts: list[int]) -> Any:
     """`array` as a ChunkedArray cut at `cuts` (sorted row indices)."""
     bounds = [0, *cuts, len(array)]
     return pa.chunked_array(
-        [array.slice(start, stop - start) for start, stop in zip(bounds, bounds[1:], strict=False)],
+        [array.slice(start, stop - start) for start, stop in itertools.pairwise(bounds)],
         type=array.type,
     )
 
@@ -298,9 +299,9 @@ def test_collate_bad_input() -> None:
         Collate(pad_token_id=0)(pa.table({"x": [1.0], "s": ["a"]}))
     with pytest.raises(TypeError, match="column 'v' is list<item: double>"):
         Collate(pad_token_id=0, columns=["v"])(pa.table({"v": [[1.0]]}))
-    with pytest.raises(ValueError, match="column 'input_ids': .*row 1 is null"):
+    with pytest.raises(ValueError, match=r"column 'input_ids': .*row 1 is null"):
         Collate(pad_token_id=0)(pa.table({"input_ids": [[1], None]}))
-    with pytest.raises(ValueError, match="column 'input_ids': .*row 0 holds a null token"):
+    with pytest.raises(ValueError, match=r"column 'input_ids': .*row 0 holds a null token"):
         Collate(pad_token_id=0)(pa.table({"input_ids": [[1, None]]}))
     with pytest.raises(ValueError, match="column 'label': row 1 is null"):
         Collate(pad_token_id=0)(pa.table({"input_ids": [[1], [2]], "label": [0, None]}))
@@ -310,7 +311,7 @@ def test_collate_bad_input() -> None:
         Collate()(good)
     with pytest.raises(OverflowError):
         Collate(pad_token_id=0, dtype="int32")(pa.table({"input_ids": [[2**40]]}))
-    with pytest.raises(TypeError, match="pyarrow.Table"):
+    with pytest.raises(TypeError, match=r"pyarrow\.Table"):
         Collate(pad_token_id=0)([[1, 2]])
 
 

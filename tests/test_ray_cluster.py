@@ -26,8 +26,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-
-from conftest import assert_batches_equal, tokenizer_path
+from conftest import tokenizer_path
 
 pytest.importorskip("ray.data")
 pytest.importorskip("ray.serve")
@@ -118,7 +117,10 @@ def served(ray_local: Any, example: ModuleType) -> Iterator[dict[str, Any]]:
             name="embeddings",
             route_prefix="/embed",
         )
-        yield {"url": f"http://127.0.0.1:{port}/embed", "handle": serve.get_app_handle("embeddings")}
+        yield {
+            "url": f"http://127.0.0.1:{port}/embed",
+            "handle": serve.get_app_handle("embeddings"),
+        }
     finally:
         serve.shutdown()
 
@@ -199,9 +201,7 @@ def test_pipeline_in_tasks_equals_tokenizer_padded_call(
         ids = batch["id"].tolist()
         seen += ids
         texts = [rows["text"][index] for index in ids]
-        expected = dict(
-            tokenizer(texts, padding=True, pad_to_multiple_of=8, return_tensors="pt")
-        )
+        expected = dict(tokenizer(texts, padding=True, pad_to_multiple_of=8, return_tensors="pt"))
         expected["id"] = torch.tensor(ids)
         expected["score"] = torch.from_numpy(rows["score"][ids])  # float64, as in Arrow
         assert set(batch) == set(expected)  # the string column is left out
@@ -291,7 +291,7 @@ def test_example_matches_sentence_transformers(example: ModuleType, sentences: l
     included; its fastpad path equals its tokenizer-padding path (in process, no Ray)."""
     sentence_transformers = pytest.importorskip("sentence_transformers")
     embedder = example.Embedder()
-    texts = list(dict.fromkeys(sentences)) + ["padding " * 300]  # 302 tokens before truncation
+    texts = [*dict.fromkeys(sentences), "padding " * 300]  # 302 tokens before truncation
     got = embedder.embed(texts)
     embedder.padding = "tokenizer"
     assert torch.equal(embedder.embed(texts), got)

@@ -35,7 +35,7 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
     ) from error
 
 from ._batch import Batch
-from ._options import resolve_options, stack_scalars
+from ._options import resolve_options
 from ._packer import Packer
 from ._pad import pad
 from ._ragged import Ragged
@@ -114,13 +114,19 @@ def _first_null(column: Any) -> int:
 
 def _is_integer_list(pa: Any, kind: Any) -> bool:
     return bool(
-        (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind))
+        (
+            pa.types.is_list(kind)
+            or pa.types.is_large_list(kind)
+            or pa.types.is_fixed_size_list(kind)
+        )
         and pa.types.is_integer(kind.value_type)
     )
 
 
 def _is_number(pa: Any, kind: Any) -> bool:
-    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind))
+    return bool(
+        pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+    )
 
 
 class Collate(ArrowBatchCollateFn):  # type: ignore[misc]
@@ -363,9 +369,9 @@ class Collate(ArrowBatchCollateFn):  # type: ignore[misc]
             result = self._packer_for_process()(ordered)
         if list(ordered) == list(fields):
             return result
-        batch = Batch({key: result[key] for key in fields if key in result})
-        batch.update(result)  # the attention_mask built from the lengths, last as in pad
-        return batch
+        in_order = Batch({key: result[key] for key in fields if key in result})
+        in_order.update(result)  # the attention_mask built from the lengths, last as in pad
+        return in_order
 
     def _packer_for_process(self) -> Packer:
         packer = self._packer
@@ -478,7 +484,9 @@ class Tokenize:
             )
         column = table.column(name)
         if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            raise TypeError(f"fastpad.ray.Tokenize: column {name!r} is {column.type}; expected strings")
+            raise TypeError(
+                f"fastpad.ray.Tokenize: column {name!r} is {column.type}; expected strings"
+            )
         if column.null_count:
             raise ValueError(
                 f"fastpad.ray.Tokenize: column {name!r}: row {_first_null(column)} is null; fill "
