@@ -126,7 +126,8 @@ class Embedder:
 
     def stats(self) -> dict[str, Any]:
         """Batches, rows and seconds spent tokenizing, padding and in the model so far."""
-        return {**self._counters, **{f"{key}_s": value for key, value in self._seconds.items()}}
+        seconds = {f"{key}_s": value for key, value in self._seconds.items()}
+        return {**self._counters, **seconds, "torch_threads": torch.get_num_threads()}
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 1}, max_ongoing_requests=128)

@@ -141,13 +141,15 @@ def post(url: str, body: bytes) -> tuple[int, Any]:
         return error.code, json.loads(error.read())
 
 
-def direct_embeddings(example: ModuleType, texts: list[str]) -> np.ndarray:
-    """Each sentence alone through the model (no padding at all), pooled like the example."""
-    from transformers import AutoModel, AutoTokenizer
+@pytest.fixture(scope="module")
+def embedder(example: ModuleType) -> Any:
+    """The example's Embedder in this process (its tokenizer and model, loaded once)."""
+    return example.Embedder()
 
-    path = example.default_model_dir()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
+
+def direct_embeddings(example: ModuleType, embedder: Any, texts: list[str]) -> np.ndarray:
+    """Each sentence alone through the model (no padding at all), pooled like the example."""
+    tokenizer, model = embedder.tokenizer, embedder.model
     rows = []
     with torch.inference_mode():
         for text in texts:
@@ -218,7 +220,7 @@ def test_pipeline_in_tasks_equals_tokenizer_padded_call(
 def test_pipeline_in_actors_consumed_in_a_ray_task(
     ray_local: Any, tokenizer: Any, rows: dict[str, Any]
 ) -> None:
-    """Tokenize by path in 2 Ray actors (loaded once each), truncating; Collate by path with
+    """Tokenize by path in a Ray actor (loaded once there), truncating; Collate by path with
     left padding, explicit columns and a Packer, pickled into a Ray task that iterates the
     dataset as a Ray Train worker does."""
     import fastpad.ray
@@ -229,7 +231,7 @@ def test_pipeline_in_actors_consumed_in_a_ray_task(
         fn_constructor_args=(tokenizer_path(),),
         fn_constructor_kwargs={"truncation": True, "max_length": 12},
         batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=2),
+        compute=ray.data.ActorPoolStrategy(size=1),
     )
     collate = fastpad.ray.Collate(
         tokenizer_path(), device="cpu", padding_side="left", columns=["input_ids", "id"]
@@ -265,7 +267,7 @@ def test_pipeline_in_actors_consumed_in_a_ray_task(
 
 
 def test_served_embeddings_equal_direct_model_calls(
-    served: dict[str, Any], example: ModuleType, sentences: list[str]
+    served: dict[str, Any], example: ModuleType, embedder: Any, sentences: list[str]
 ) -> None:
     base = list(dict.fromkeys(sentences))  # 8 distinct sentences, one of them empty
     texts = [base[index % len(base)] + f" {index}" * (index % 5) for index in range(REQUESTS)]
@@ -274,7 +276,7 @@ def test_served_embeddings_equal_direct_model_calls(
         replies = list(pool.map(lambda body: post(served["url"], body), bodies))
     assert [status for status, _ in replies] == [200] * len(texts)
     got = np.array([reply["embedding"] for _, reply in replies], dtype=np.float32)
-    expected = direct_embeddings(example, texts)
+    expected = direct_embeddings(example, embedder, texts)
     assert got.shape == (len(texts), 384)
     np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
     stats = served["handle"].stats.remote().result(timeout_s=TIMEOUT_S)
@@ -291,15 +293,19 @@ def test_bad_requests_get_400(served: dict[str, Any]) -> None:
     assert status == 200 and len(reply["embedding"]) == 384
 
 
-def test_example_matches_sentence_transformers(example: ModuleType, sentences: list[str]) -> None:
+def test_example_matches_sentence_transformers(
+    example: ModuleType, embedder: Any, sentences: list[str]
+) -> None:
     """The example's pooling is sentence-transformers' for this model, truncation to 256 tokens
     included; its fastpad path equals its tokenizer-padding path (in process, no Ray)."""
     sentence_transformers = pytest.importorskip("sentence_transformers")
-    embedder = example.Embedder()
     texts = [*dict.fromkeys(sentences), "padding " * 300]  # 302 tokens before truncation
     got = embedder.embed(texts)
     embedder.padding = "tokenizer"
-    assert torch.equal(embedder.embed(texts), got)
+    try:
+        assert torch.equal(embedder.embed(texts), got)
+    finally:
+        embedder.padding = "fastpad"
     model = sentence_transformers.SentenceTransformer(example.default_model_dir(), device="cpu")
     expected = model.encode(texts, convert_to_numpy=True)
     np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=ATOL)
