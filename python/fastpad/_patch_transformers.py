@@ -287,13 +287,22 @@ KNOWN_FINGERPRINTS: dict[str, frozenset[str]] = {
 }
 
 
+# name -> (function, fingerprint): reading and parsing sources costs milliseconds; a function
+# replaced since (by another patch) is fingerprinted afresh.
+_FINGERPRINTS: dict[str, tuple[Any, str | None]] = {}
+
+
 def _unrecognised(entry: str, tf: _Transformers) -> list[str]:
     """Names of the functions of `entry` whose source fastpad does not recognise."""
-    return [
-        name
-        for name, function in _dependencies(tf)[entry].items()
-        if fingerprint(function) not in KNOWN_FINGERPRINTS.get(name, frozenset())
-    ]
+    unknown = []
+    for name, function in _dependencies(tf)[entry].items():
+        cached = _FINGERPRINTS.get(name)
+        if cached is None or cached[0] is not function:
+            cached = (function, fingerprint(function))
+            _FINGERPRINTS[name] = cached
+        if cached[1] not in KNOWN_FINGERPRINTS.get(name, frozenset()):
+            unknown.append(name)
+    return unknown
 
 
 # --------------------------------------------------------------------------------------------
@@ -302,7 +311,7 @@ def _unrecognised(entry: str, tf: _Transformers) -> list[str]:
 
 
 def _tensor_kind(return_tensors: Any) -> str | None:
-    """ "pt" or "np" for the return_tensors values the fast paths produce, else None."""
+    """The kind ("pt" or "np") of the return_tensors values the fast paths produce, or None."""
     if type(return_tensors) is str:
         value = return_tensors
     else:
