@@ -25,6 +25,7 @@ leaves that entry point alone.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import sys
 import threading
@@ -38,7 +39,8 @@ import numpy as np
 from . import _core
 from ._flatten import flatten
 from ._options import Field, Inputs, resolve_options
-from ._pad import _alloc_np, _alloc_pt, pad_inputs
+from ._pad import _alloc_np, pad_inputs
+from ._ragged import Ragged
 
 __all__ = [
     "FALLBACK_REASONS",
@@ -70,7 +72,8 @@ FALLBACK_REASONS: dict[str, str] = {
     "BatchEncoding, non-str keys, rows that are not lists of exact ints or 1-D integer "
     "arrays/tensors, tuples, mappings of arrays (transformers converts them in place), "
     "per-example values that are not Python numbers",
-    "unpadded_field": "a field of rows transformers does not pad (it keeps them as they are)",
+    "unpadded_field": "a field of rows transformers does not pad (it keeps them as they are) "
+    "whose rows differ in length or are not lists of exact ints",
     "attention_mask_kept": "return_attention_mask=False with an attention_mask given "
     "(transformers keeps it unpadded)",
     "no_pad_token": "the tokenizer has no pad token (transformers raises)",
@@ -193,8 +196,11 @@ def fingerprint(function: Any) -> str | None:
     """A short hash of a function's syntax tree without its docstring; None without source.
 
     Two functions with the same fingerprint behave alike: only documentation, comments and
-    formatting may differ.
+    formatting may differ. A wrapper (``__wrapped__``, as another library's patch would leave)
+    has none: its source is not what runs.
     """
+    if hasattr(function, "__wrapped__"):
+        return None
     import ast  # imported here: `import fastpad` stays fast
     import hashlib
     import inspect
@@ -324,10 +330,28 @@ def _tensor_kind(return_tensors: Any) -> str | None:
     return None
 
 
+_CTYPES = {"int64": ctypes.c_int64}
+
+
+def _alloc_torch(rows: int, width: int, dtype: str) -> tuple[Any, Any]:
+    """A fresh ``torch.empty`` tensor and a writable numpy view of its memory.
+
+    The tensors are then indistinguishable from those of ``torch.tensor``: memory from torch's
+    allocator in a resizable storage. (``Tensor.numpy()`` would mark the storage not resizable
+    for good; numpy memory wrapped by torch is not resizable either.) The view borrows the
+    memory without owning it: it is used only while the caller holds the tensor.
+    """
+    torch = sys.modules["torch"]
+    tensor = torch.empty((rows, width), dtype=getattr(torch, dtype))
+    cells = rows * width
+    if cells == 0:
+        return tensor, np.empty((rows, width), dtype=dtype)  # nothing is written
+    memory = (_CTYPES[dtype] * cells).from_address(tensor.data_ptr())
+    return tensor, np.frombuffer(memory, dtype=dtype).reshape(rows, width)
+
+
 def _allocator(kind: str) -> Callable[[int, int, str], tuple[Any, Any]]:
-    # torch.empty, not numpy memory wrapped by torch: the tensors are then indistinguishable
-    # from those of torch.tensor (resizable storage from torch's allocator), as returned before.
-    return _alloc_np if kind == "np" else _alloc_pt
+    return _alloc_np if kind == "np" else _alloc_torch
 
 
 def _is_int_vector(row: Any, allow_tensor: bool = True) -> bool:
@@ -343,6 +367,22 @@ def _is_int_vector(row: Any, allow_tensor: bool = True) -> bool:
             and row.device.type == "cpu"
         )
     return False
+
+
+def _vector_rows(column: Any) -> Field | None:
+    """A field of 1-D integer arrays, or of tensors, for the core; None for a mix of both.
+
+    Tensors are concatenated by torch first: the core would view each one through
+    ``Tensor.numpy()``, which marks the caller's storage as no longer resizable.
+    """
+    if all(type(row) is np.ndarray for row in column):
+        return Field("rows", column)
+    torch = sys.modules["torch"]
+    if not all(type(row) is torch.Tensor for row in column):
+        return None
+    offsets = np.zeros(len(column) + 1, dtype=np.int64)
+    np.cumsum([row.shape[0] for row in column], out=offsets[1:])
+    return Field("ragged", Ragged(torch.cat(column).numpy(), offsets))
 
 
 def _rectangle(rows: Any, kind: str) -> Any | None:
@@ -508,19 +548,29 @@ def _fast_pad(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     rows = len(required)
     padded = (main, *_PADDED_FIELDS)
     fields: dict[str, Field] = {}
+    unpadded: dict[str, Any] = {}
     for key, column in columns.items():
         if type(column) not in (list, tuple) or len(column) != rows:
             return "input_type"
         head = column[0]
         if type(head) is list or (arrays and _is_int_vector(head)):
             if key not in padded:
-                return "unpadded_field"
-            if not (
-                _core.exact_int_lists(column)
-                or (arrays and all(_is_int_vector(row) for row in column))
-            ):
+                # Kept as they are: one tensor when all rows have one length (as transformers'
+                # conversion then gives), else transformers' own result (or error).
+                tensor = _rectangle(list(column), kind)
+                if tensor is None:
+                    return "unpadded_field"
+                unpadded[key] = tensor
+                continue
+            if _core.exact_int_lists(column):
+                field: Field | None = Field("rows", column)
+            elif arrays and all(_is_int_vector(row) for row in column):
+                field = _vector_rows(column)
+            else:
+                field = None
+            if field is None:
                 return "input_type"
-            fields[key] = Field("rows", column)
+            fields[key] = field
         elif key not in padded and all(type(value) in _NUMBER_TYPES for value in column):
             fields[key] = Field("scalars", column)
         else:
@@ -555,6 +605,11 @@ def _fast_pad(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         fields=list(fields),
     )
     batch = pad_inputs(Inputs(fields=fields, rows=rows), options, allocate=_allocator(kind))
+    if unpadded:
+        # Input order, then the attention mask pad_inputs created (as transformers orders them).
+        merged = {key: unpadded[key] if key in unpadded else batch[key] for key in columns}
+        merged.update((key, value) for key, value in batch.items() if key not in merged)
+        return tf.BatchEncoding(merged)
     return tf.BatchEncoding(dict(batch))
 
 
@@ -763,8 +818,11 @@ def _token_classification(collator: Any, features: Any, kind: str) -> Any:
         fields=[label_name],
     )
     # A label longer than the batch raises here (transformers then decides what it does).
+    field = Field("rows", labels) if _core.exact_int_lists(labels) else _vector_rows(labels)
+    if field is None:
+        raise TypeError("labels mix arrays and tensors")  # checked before: not reached
     padded = pad_inputs(
-        Inputs(fields={label_name: Field("rows", labels)}, rows=len(labels)),
+        Inputs(fields={label_name: field}, rows=len(labels)),
         options,
         allocate=_allocator(kind),
     )
@@ -809,10 +867,16 @@ _FLATTENING_NAMES = ("features", "return_tensors", "separator_id")
 _FLATTENING_DEFAULTS: dict[str, Any] = {"return_tensors": None, "separator_id": None}
 
 
-def _rows(column: list[Any]) -> bool:
+def _rows(column: list[Any]) -> Any:
     """Lists of exact ints (transformers concatenates them with `+`), or 1-D integer
-    arrays/tensors (it calls `tolist()` on them)."""
-    return _core.exact_int_lists(column) or all(_is_int_vector(row) for row in column)
+    arrays/tensors (it calls `tolist()` on them), as `flatten` takes them; else None."""
+    if _core.exact_int_lists(column):
+        return column
+    if all(_is_int_vector(row) for row in column):
+        field = _vector_rows(column)
+        if field is not None:
+            return field.data
+    return None
 
 
 def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id: Any) -> Any:
@@ -843,16 +907,16 @@ def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id:
     if any(type(feature) not in (dict, tf.BatchEncoding) for feature in features):
         return "input_type"
     ids = [feature["input_ids"] for feature in features]
-    if not _rows(ids):
+    if _rows(ids) is None:
         return "input_type"
     # transformers drops the examples without tokens first, labels and all.
     kept = [feature for feature, row in zip(features, ids, strict=True) if len(row) > 0]
     if not kept:
         return "empty_batch"  # transformers raises its ValueError
-    columns: dict[str, list[Any]] = {"input_ids": [feature["input_ids"] for feature in kept]}
+    columns: dict[str, Any] = {"input_ids": _rows([feature["input_ids"] for feature in kept])}
     if "labels" in kept[0]:
-        columns["labels"] = [feature["labels"] for feature in kept]
-        if not _rows(columns["labels"]):
+        columns["labels"] = _rows([feature["labels"] for feature in kept])
+        if columns["labels"] is None:
             return "input_type"
     batch = flatten(
         columns,
@@ -871,7 +935,8 @@ def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id:
         elif kind == "np":
             result[key] = np.array(value)
         else:
-            result[key] = value.clone()
+            # torch.tensor's layout: [1, N] with strides (N, 1), fresh resizable storage.
+            result[key] = value.clone(memory_format=sys.modules["torch"].contiguous_format)
     return result
 
 
