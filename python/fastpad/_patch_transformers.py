@@ -347,7 +347,7 @@ def _alloc_torch(rows: int, width: int, dtype: str) -> tuple[Any, Any]:
     if cells == 0:
         return tensor, np.empty((rows, width), dtype=dtype)  # nothing is written
     memory = (_CTYPES[dtype] * cells).from_address(tensor.data_ptr())
-    return tensor, np.frombuffer(memory, dtype=dtype).reshape(rows, width)
+    return tensor, np.frombuffer(memoryview(memory), dtype=dtype).reshape(rows, width)
 
 
 def _allocator(kind: str) -> Callable[[int, int, str], tuple[Any, Any]]:
