@@ -39,7 +39,7 @@ import numpy as np
 from . import _core
 from ._flatten import flatten
 from ._options import Field, Inputs, resolve_options
-from ._pad import _alloc_np, pad_inputs
+from ._pad import _alloc_np, _torch, pad_inputs
 from ._ragged import Ragged
 
 __all__ = [
@@ -341,7 +341,7 @@ def _alloc_torch(rows: int, width: int, dtype: str) -> tuple[Any, Any]:
     for good; numpy memory wrapped by torch is not resizable either.) The view borrows the
     memory without owning it: it is used only while the caller holds the tensor.
     """
-    torch = sys.modules["torch"]
+    torch = _torch()
     tensor = torch.empty((rows, width), dtype=getattr(torch, dtype))
     cells = rows * width
     if cells == 0:
@@ -1048,6 +1048,9 @@ def _uninstall() -> None:
 
 class _PatchTransformers:
     """The `fastpad.patch_transformers` callable, with its statistics."""
+
+    #: Why a call ran transformers' original code: reason -> explanation (as `stats` counts).
+    REASONS = FALLBACK_REASONS
 
     def __call__(self) -> dict[str, bool]:
         """Route transformers' padding paths through fastpad, with the same results.
