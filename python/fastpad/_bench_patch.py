@@ -277,8 +277,11 @@ def _collate_pass(collator: Any, batches: list[Any]) -> float:
 
 
 def measure(config: Any, tokenizer: Any, say: Callable[[str], None]) -> dict[str, Any] | None:
-    """The section's figures (None without a real tokenizer); patching is undone after."""
-    if tokenizer is None:
+    """The section's figures; patching is undone after.
+
+    None without a real tokenizer, and when ``--paths`` chose a subset of the padding paths.
+    """
+    if tokenizer is None or config.paths is not None:
         return None
     import torch
     import transformers
