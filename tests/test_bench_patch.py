@@ -1,4 +1,4 @@
-"""The patch_transformers section of `python -m fastpad bench` runs and reports (no timing asserts)."""
+"""The patch_transformers section of `python -m fastpad bench` runs and reports (no timings)."""
 
 from __future__ import annotations
 
