@@ -363,7 +363,8 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
         saved = before["prep_s"] - after["prep_s"]
         parts.append(
             f"{name}: host prep {100 * before['prep_share']:.1f}% of the time, the patch saves "
-            f"{seconds(saved)} per pass ({100 * saved / before['total_s']:.1f}%; the measured "
+            f"{'-' if saved < 0 else ''}{seconds(abs(saved))} per pass "
+            f"({100 * saved / before['total_s']:.1f}%; the measured "
             f"totals differ by {100 * (part['total_speedup'] - 1):+.1f}%, model-step noise "
             "included)"
         )
