@@ -566,6 +566,27 @@ def test_data_collator_with_padding(
 
 
 @pytest.mark.parametrize("return_tensors", ["pt", "np"])
+def test_other_collators_reach_the_patched_pad(
+    tokenizer: Any, sentences: list[str], return_tensors: str
+) -> None:
+    """Collators that call tokenizer.pad: Seq2Seq (labels padded first), language modeling."""
+    features = _features(tokenizer, sentences)
+    for feature in features:
+        feature["labels"] = list(reversed(feature["input_ids"]))[:7]
+    seq2seq = transformers.DataCollatorForSeq2Seq(
+        tokenizer, pad_to_multiple_of=8, return_tensors=return_tensors
+    )
+    _, stats = both(seq2seq, features, (tokenizer,))
+    assert _fast(stats, "tokenizer.pad") == 1
+    plain = [{"input_ids": feature["input_ids"]} for feature in features]
+    language = transformers.DataCollatorForLanguageModeling(
+        tokenizer, mlm=False, return_tensors=return_tensors
+    )
+    _, stats = both(language, plain, (tokenizer,))
+    assert _fast(stats, "tokenizer.pad") == 1
+
+
+@pytest.mark.parametrize("return_tensors", ["pt", "np"])
 @pytest.mark.parametrize("labels", ["lists", "arrays", "tensors", "label_key", "none"])
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 @pytest.mark.parametrize("options", [{}, {"pad_to_multiple_of": 8, "label_pad_token_id": -1}])
