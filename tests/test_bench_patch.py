@@ -16,6 +16,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("matplotlib")
 
 
+@pytest.mark.filterwarnings("ignore::fastpad._patch_transformers.PatchWarning")
 def test_section_measures_reports_and_plots(
     tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -32,11 +33,12 @@ def test_section_measures_reports_and_plots(
     section = _bench_patch.measure(config, tokenizer, messages.append)
     assert section is not None
     assert not any(fastpad.patch_transformers.is_patched().values())  # undone afterwards
-    assert [item["short"] for item in section["micro"]] == [
-        "tokenizer.pad",
-        "tokenizer.pad (examples)",
-        "tokenizer call",
-    ]
+    patched = fastpad.patch_transformers()
+    fastpad.unpatch_transformers()
+    expected = ["tokenizer.pad", "tokenizer.pad (examples)", "tokenizer call"]
+    if not (patched["tokenizer.pad"] and patched["tokenizer.__call__"]):
+        expected = []  # an unrecognised transformers: nothing to compare
+    assert [item["short"] for item in section["micro"]] == expected
     assert all(item["unpatched_s"] > 0 and item["patched_s"] > 0 for item in section["micro"])
     encode = section["sentence_transformers"]
     assert encode["bit_identical"] is True
@@ -51,7 +53,7 @@ def test_section_measures_reports_and_plots(
     report = {"patch_transformers": section}
     json.loads(json.dumps(report))  # JSON-ready
     text = "\n".join(_bench_patch.table_lines(report))
-    assert "tokenizer.pad (dict of lists), B=256" in text
+    assert ("tokenizer.pad (dict of lists), B=256" in text) == bool(expected)
     assert "SentenceTransformer.encode" in text and "Training-style loop" in text
     assert "host prep per batch" in text
 
@@ -64,7 +66,8 @@ def test_section_measures_reports_and_plots(
     _bench_patch.add_to_plot(figure, axes[0], report)
     assert len(figure.axes) == 3
     labels = [label.get_text() for label in figure.axes[2].get_yticklabels()]
-    assert labels[:3] == ["tokenizer.pad", "tokenizer.pad (examples)", "tokenizer call"]
+    assert labels[: len(expected)] == expected
+    assert "encode: host prep" in labels and "train: collate" in labels
     figure.savefig(tmp_path / "panel.png")
     plt.close(figure)
 

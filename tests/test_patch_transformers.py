@@ -33,10 +33,38 @@ from hypothesis import strategies as st  # noqa: E402
 from transformers import BatchEncoding  # noqa: E402
 from transformers.utils import PaddingStrategy, TensorType  # noqa: E402
 
+PAD, CALL = "tokenizer.pad", "tokenizer.__call__"
+TOKENS, FLAT = "DataCollatorForTokenClassification", "DataCollatorWithFlattening"
+
+
+def _recognised() -> dict[str, bool]:
+    tf = patch_module._load()
+    if tf is None:
+        return dict.fromkeys(patch_module.ENTRY_POINTS, False)
+    return {entry: not patch_module._unrecognised(entry, tf) for entry in patch_module.ENTRY_POINTS}
+
+
+# Entry points this transformers lets fastpad patch (all four on the tested 5.24.0); tests of
+# the others are skipped, with the reason.
+RECOGNISED = _recognised()
+
+
+def needs(*entries: str) -> pytest.MarkDecorator:
+    missing = [entry for entry in entries if not RECOGNISED[entry]]
+    return pytest.mark.skipif(
+        bool(missing),
+        reason=f"transformers {transformers.__version__}: patch_transformers leaves {missing} "
+        "unpatched (tested: 5.24.0)",
+    )
+
 
 @pytest.fixture(autouse=True)
 def _unpatched() -> Iterator[None]:
     """Every test starts and ends unpatched, with zeroed statistics."""
+    with warnings.catch_warnings():
+        # Once per process for entry points this transformers does not let fastpad patch.
+        warnings.simplefilter("ignore", patch_module.PatchWarning)
+        fastpad.patch_transformers()
     fastpad.unpatch_transformers()
     fastpad.patch_transformers.reset_stats()
     yield
@@ -91,8 +119,7 @@ def both(
     assert not any(fastpad.patch_transformers.is_patched().values())
     expected = _observe(lambda: call(original_inputs), list(tokenizers))
     fastpad.patch_transformers.reset_stats()
-    with fastpad.transformers_patched() as status:
-        assert all(status.values())
+    with fastpad.transformers_patched():
         got = _observe(lambda: call(patched_inputs), list(tokenizers))
     stats = fastpad.patch_transformers.stats()
     assert got["warnings"] == expected["warnings"]
@@ -318,6 +345,7 @@ def _tensor(row: Any, make: Any = None, **options: Any) -> Any:
         return row
 
 
+@needs(PAD)
 def test_pad_matches_transformers_on_random_batches(tokenizer: Any) -> None:
     outcomes: Counter[str] = Counter()
 
@@ -336,6 +364,7 @@ def test_pad_matches_transformers_on_random_batches(tokenizer: Any) -> None:
     assert outcomes["fallback"] >= 80, outcomes
 
 
+@needs(PAD)
 @pytest.mark.parametrize("padding", [True, "longest", "max_length", PaddingStrategy.MAX_LENGTH])
 @pytest.mark.parametrize("pad_to_multiple_of", [None, 8])
 @pytest.mark.parametrize("padding_side", [None, "left"])
@@ -368,6 +397,7 @@ def test_pad_real_tokenizer_output(
     assert _fast(stats, "tokenizer.pad") == 1, stats
 
 
+@needs(PAD)
 def test_pad_left_padding_tokenizer(sentences: list[str]) -> None:
     left = transformers.AutoTokenizer.from_pretrained(tokenizer_path(), padding_side="left")
     encoded = left(sentences[:16])
@@ -375,6 +405,7 @@ def test_pad_left_padding_tokenizer(sentences: list[str]) -> None:
     assert _fast(stats, "tokenizer.pad") == 1
 
 
+@needs(PAD)
 def test_pad_single_example_runs_the_original(tokenizer: Any) -> None:
     single = dict(tokenizer("Hello world."))
     outcome, stats = both(
@@ -393,6 +424,7 @@ def test_pad_single_example_runs_the_original(tokenizer: Any) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@needs(CALL)
 @pytest.mark.parametrize("padding", [True, "longest", "max_length", False])
 @pytest.mark.parametrize("truncation", [None, True, "longest_first", False])
 @pytest.mark.parametrize("max_length", [None, 12])
@@ -454,6 +486,7 @@ def call_cases(draw: Any) -> dict[str, Any]:
     return {"kind": kind, "options": options, "size": draw(st.integers(1, 8))}
 
 
+@needs(CALL)
 def test_call_matches_transformers_on_random_options(tokenizer: Any, sentences: list[str]) -> None:
     outcomes: Counter[str] = Counter()
 
@@ -485,6 +518,7 @@ def test_call_matches_transformers_on_random_options(tokenizer: Any, sentences: 
     assert outcomes["value-fast"] >= 50, outcomes
 
 
+@needs(CALL)
 def test_call_keeps_the_backend_state(tokenizer: Any, sentences: list[str]) -> None:
     """The Rust tokenizer's padding and truncation settings end as transformers leaves them."""
     states = []
@@ -507,6 +541,7 @@ def test_call_keeps_the_backend_state(tokenizer: Any, sentences: list[str]) -> N
     assert states[0][0] is not None
 
 
+@needs(CALL)
 def test_call_single_text_runs_the_original(tokenizer: Any) -> None:
     outcome, stats = both(
         lambda text: tokenizer(text, padding=True, return_tensors="pt"),
@@ -517,6 +552,7 @@ def test_call_single_text_runs_the_original(tokenizer: Any) -> None:
     assert stats["tokenizer.__call__"]["reasons"] == {"single_example": 1}
 
 
+@needs(CALL)
 def test_call_pairs_take_the_fast_path(tokenizer: Any, sentences: list[str]) -> None:
     outcome, stats = both(
         lambda texts: tokenizer(
@@ -553,6 +589,7 @@ def _features(tokenizer: Any, sentences: list[str], count: int = 20) -> list[dic
     ids=repr,
 )
 @pytest.mark.parametrize("label", [None, "label", "label_ids"])
+@needs(PAD)
 def test_data_collator_with_padding(
     tokenizer: Any, sentences: list[str], options: dict[str, Any], label: str | None
 ) -> None:
@@ -566,6 +603,7 @@ def test_data_collator_with_padding(
 
 
 @pytest.mark.parametrize("return_tensors", ["pt", "np"])
+@needs(PAD)
 def test_other_collators_reach_the_patched_pad(
     tokenizer: Any, sentences: list[str], return_tensors: str
 ) -> None:
@@ -590,6 +628,7 @@ def test_other_collators_reach_the_patched_pad(
 @pytest.mark.parametrize("labels", ["lists", "arrays", "tensors", "label_key", "none"])
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 @pytest.mark.parametrize("options", [{}, {"pad_to_multiple_of": 8, "label_pad_token_id": -1}])
+@needs(TOKENS)
 def test_data_collator_for_token_classification(
     sentences: list[str], return_tensors: str, labels: str, padding_side: str, options: Any
 ) -> None:
@@ -613,7 +652,7 @@ def test_data_collator_for_token_classification(
     _, stats = both(collator, features, (tokenizer,))
     expected_fast = 0 if (labels == "tensors" and return_tensors == "np") else 1
     assert _fast(stats, "DataCollatorForTokenClassification") == expected_fast, stats
-    assert _fast(stats, "tokenizer.pad") == 1
+    assert _fast(stats, "tokenizer.pad") == int(RECOGNISED[PAD])
 
 
 @pytest.mark.parametrize(
@@ -628,6 +667,7 @@ def test_data_collator_for_token_classification(
     ids=repr,
 )
 @pytest.mark.parametrize("rows", ["lists", "tensors", "arrays", "with_labels", "empty_rows"])
+@needs(FLAT)
 def test_data_collator_with_flattening(
     tokenizer: Any, sentences: list[str], options: dict[str, Any], rows: str
 ) -> None:
@@ -646,6 +686,7 @@ def test_data_collator_with_flattening(
     assert _fast(stats, "DataCollatorWithFlattening") == 1
 
 
+@needs(FLAT)
 def test_flattening_call_arguments(tokenizer: Any, sentences: list[str]) -> None:
     features = _features(tokenizer, sentences, 6)
     collator = transformers.DataCollatorWithFlattening()
@@ -864,6 +905,7 @@ def _fallback_cases(tokenizer: Any, sentences: list[str]) -> list[tuple[str, str
     ]
 
 
+@needs(PAD, CALL, TOKENS, FLAT)
 def test_every_fallback_reason(tokenizer: Any, sentences: list[str]) -> None:
     seen: set[str] = set()
     for entry, reason, call, inputs in _fallback_cases(tokenizer, sentences):
@@ -878,36 +920,40 @@ def test_every_fallback_reason(tokenizer: Any, sentences: list[str]) -> None:
 # --------------------------------------------------------------------------------------------
 
 _TARGETS = [
-    (transformers.PreTrainedTokenizerBase, "pad"),
-    (transformers.PreTrainedTokenizerBase, "__call__"),
-    (transformers.DataCollatorForTokenClassification, "torch_call"),
-    (transformers.DataCollatorForTokenClassification, "numpy_call"),
-    (transformers.DataCollatorWithFlattening, "__call__"),
+    (PAD, transformers.PreTrainedTokenizerBase, "pad"),
+    (CALL, transformers.PreTrainedTokenizerBase, "__call__"),
+    (TOKENS, transformers.DataCollatorForTokenClassification, "torch_call"),
+    (TOKENS, transformers.DataCollatorForTokenClassification, "numpy_call"),
+    (FLAT, transformers.DataCollatorWithFlattening, "__call__"),
 ]
 
 
 def test_unpatch_restores_the_original_objects() -> None:
-    originals = [owner.__dict__[name] for owner, name in _TARGETS]
+    originals = [owner.__dict__[name] for _, owner, name in _TARGETS]
     status = fastpad.patch_transformers()
-    assert status == dict.fromkeys(patch_module.ENTRY_POINTS, True)
-    wrappers = [owner.__dict__[name] for owner, name in _TARGETS]
-    assert all(new is not old for new, old in zip(wrappers, originals, strict=True))
-    assert all(new.__wrapped__ is old for new, old in zip(wrappers, originals, strict=True))
+    assert status == RECOGNISED
+    wrappers = [owner.__dict__[name] for _, owner, name in _TARGETS]
+    for (entry, _, _), new, old in zip(_TARGETS, wrappers, originals, strict=True):
+        if RECOGNISED[entry]:
+            assert new is not old and new.__wrapped__ is old
+        else:
+            assert new is old  # left alone
     assert fastpad.patch_transformers() == status  # idempotent: the same wrappers stay
-    assert [owner.__dict__[name] for owner, name in _TARGETS] == wrappers
+    assert [owner.__dict__[name] for _, owner, name in _TARGETS] == wrappers
     fastpad.unpatch_transformers()
     assert all(
-        owner.__dict__[name] is old for (owner, name), old in zip(_TARGETS, originals, strict=True)
+        owner.__dict__[name] is old
+        for (_, owner, name), old in zip(_TARGETS, originals, strict=True)
     )
     fastpad.unpatch_transformers()  # idempotent
     assert all(
-        owner.__dict__[name] is old for (owner, name), old in zip(_TARGETS, originals, strict=True)
+        owner.__dict__[name] is old
+        for (_, owner, name), old in zip(_TARGETS, originals, strict=True)
     )
-    assert fastpad.patch_transformers.is_patched() == dict.fromkeys(
-        patch_module.ENTRY_POINTS, False
-    )
+    assert not any(fastpad.patch_transformers.is_patched().values())
 
 
+@needs(PAD)
 def test_scoped_patch_nests_and_keeps_a_global_patch() -> None:
     pad = transformers.PreTrainedTokenizerBase.__dict__["pad"]
     with fastpad.transformers_patched():
@@ -924,6 +970,7 @@ def test_scoped_patch_nests_and_keeps_a_global_patch() -> None:
     assert transformers.PreTrainedTokenizerBase.__dict__["pad"] is pad
 
 
+@needs(PAD, FLAT)
 def test_unrecognised_internals_warn_once_and_stay_unpatched(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -943,6 +990,7 @@ def test_unrecognised_internals_warn_once_and_stay_unpatched(
         assert fastpad.patch_transformers()["DataCollatorWithFlattening"] is False  # no 2nd warning
 
 
+@needs(PAD)
 def test_an_outside_wrapper_is_not_recognised(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another library's wrapper around pad: fastpad leaves it (and pad) alone."""
     original = transformers.PreTrainedTokenizerBase.__dict__["pad"]
@@ -964,9 +1012,9 @@ def test_an_outside_wrapper_is_not_recognised(monkeypatch: pytest.MonkeyPatch) -
 def test_signatures_are_the_originals() -> None:
     import inspect
 
-    before = [inspect.signature(owner.__dict__[name]) for owner, name in _TARGETS]
+    before = [inspect.signature(owner.__dict__[name]) for _, owner, name in _TARGETS]
     fastpad.patch_transformers()
-    after = [inspect.signature(owner.__dict__[name]) for owner, name in _TARGETS]
+    after = [inspect.signature(owner.__dict__[name]) for _, owner, name in _TARGETS]
     assert before == after
 
 
@@ -989,6 +1037,7 @@ def test_import_fastpad_imports_neither_torch_nor_transformers() -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@needs(PAD, CALL)
 def test_concurrent_calls_equal_serial_ones(tokenizer: Any, sentences: list[str]) -> None:
     features = _features(tokenizer, sentences, 32)
     batches = [features[start : start + 8 + start % 5] for start in range(0, 24)]
@@ -1027,6 +1076,7 @@ def test_concurrent_calls_equal_serial_ones(tokenizer: Any, sentences: list[str]
     assert stats["tokenizer.__call__"]["fast"] == calls["call"] == 180
 
 
+@needs(PAD, CALL)
 def test_patching_while_other_threads_call(tokenizer: Any, sentences: list[str]) -> None:
     """Patch and unpatch repeatedly while threads pad and tokenize: every result is exact."""
     features = _features(tokenizer, sentences, 16)
@@ -1069,6 +1119,7 @@ _TARGETS_ORIGINAL_PAD = transformers.PreTrainedTokenizerBase.__dict__["pad"]
 # --------------------------------------------------------------------------------------------
 
 
+@needs(CALL)
 def test_sentence_transformer_embeddings_are_bit_identical(sentences: list[str]) -> None:
     sentence_transformers = pytest.importorskip("sentence_transformers")
     from fastpad._bench import make_texts

@@ -166,17 +166,21 @@ class _Transformers:
 _TF: _Transformers | None = None
 
 
-def _load() -> _Transformers:
+def _load() -> _Transformers | None:
+    """transformers' objects; None when its modules are not laid out as fastpad knows them."""
     global _TF
-    if _TF is None:
-        try:
-            import transformers
-            from transformers import tokenization_utils_base, tokenization_utils_tokenizers
-            from transformers.data import data_collator
-        except ImportError as error:
-            raise ImportError(
-                "fastpad.patch_transformers needs transformers (pip install transformers)"
-            ) from error
+    if _TF is not None:
+        return _TF
+    try:
+        import transformers
+    except ImportError as error:
+        raise ImportError(
+            "fastpad.patch_transformers needs transformers (pip install transformers)"
+        ) from error
+    try:
+        from transformers import tokenization_utils_base, tokenization_utils_tokenizers
+        from transformers.data import data_collator
+
         namespace = vars(tokenization_utils_base)  # the objects its code uses
         _TF = _Transformers(
             version=str(transformers.__version__),
@@ -189,6 +193,8 @@ def _load() -> _Transformers:
             token_classification=data_collator.DataCollatorForTokenClassification,
             flattening=data_collator.DataCollatorWithFlattening,
         )
+    except (ImportError, AttributeError, KeyError):
+        return None
     return _TF
 
 
@@ -226,43 +232,52 @@ def fingerprint(function: Any) -> str | None:
 
 
 def _dependencies(tf: _Transformers) -> dict[str, dict[str, Any]]:
-    """Per entry point: the transformers functions whose behaviour its fast path reproduces."""
-    base, encoding = tf.base, tf.BatchEncoding
+    """Per entry point: the transformers functions whose behaviour its fast path reproduces
+    (None where this transformers has no such function)."""
     from transformers import tokenization_utils_base
 
     namespace = vars(tokenization_utils_base)
+
+    def member(owner: Any, name: str) -> Any:
+        return getattr(owner, name, None)
+
+    base, encoding = tf.base, tf.BatchEncoding
     conversion = {
-        "BatchEncoding.__init__": encoding.__init__,
-        "BatchEncoding.convert_to_tensors": encoding.convert_to_tensors,
-        "_is_empty": namespace["_is_empty"],
+        "BatchEncoding.__init__": member(encoding, "__init__"),
+        "BatchEncoding.convert_to_tensors": member(encoding, "convert_to_tensors"),
+        "_is_empty": namespace.get("_is_empty"),
     }
     return {
         PAD: {
-            "PreTrainedTokenizerBase.pad": base.pad,
-            "PreTrainedTokenizerBase._pad": base._pad,
-            "PreTrainedTokenizerBase._get_padding_truncation_strategies": (
-                base._get_padding_truncation_strategies
+            "PreTrainedTokenizerBase.pad": member(base, "pad"),
+            "PreTrainedTokenizerBase._pad": member(base, "_pad"),
+            "PreTrainedTokenizerBase._get_padding_truncation_strategies": member(
+                base, "_get_padding_truncation_strategies"
             ),
-            "PreTrainedTokenizerBase.__getattr__": base.__getattr__,
-            "to_py_obj": namespace["to_py_obj"],
+            "PreTrainedTokenizerBase.__getattr__": member(base, "__getattr__"),
+            "to_py_obj": namespace.get("to_py_obj"),
             **conversion,
         },
         CALL: {
-            "PreTrainedTokenizerBase.__call__": base.__call__,
-            "TokenizersBackend._encode_plus": tf.backend._encode_plus,
-            "TokenizersBackend._convert_encoding": tf.backend._convert_encoding,
+            "PreTrainedTokenizerBase.__call__": member(base, "__call__"),
+            "TokenizersBackend._encode_plus": member(tf.backend, "_encode_plus"),
+            "TokenizersBackend._convert_encoding": member(tf.backend, "_convert_encoding"),
             **conversion,
         },
         TOKEN_CLASSIFICATION: {
-            "DataCollatorForTokenClassification.torch_call": tf.token_classification.torch_call,
-            "DataCollatorForTokenClassification.numpy_call": tf.token_classification.numpy_call,
-            "pad_without_fast_tokenizer_warning": (
-                tf.data_collator.pad_without_fast_tokenizer_warning
+            "DataCollatorForTokenClassification.torch_call": member(
+                tf.token_classification, "torch_call"
+            ),
+            "DataCollatorForTokenClassification.numpy_call": member(
+                tf.token_classification, "numpy_call"
+            ),
+            "pad_without_fast_tokenizer_warning": member(
+                tf.data_collator, "pad_without_fast_tokenizer_warning"
             ),
         },
         FLATTENING: {
-            "DataCollatorWithFlattening.__init__": tf.flattening.__init__,
-            "DataCollatorWithFlattening.__call__": tf.flattening.__call__,
+            "DataCollatorWithFlattening.__init__": member(tf.flattening, "__init__"),
+            "DataCollatorWithFlattening.__call__": member(tf.flattening, "__call__"),
         },
     }
 
@@ -992,23 +1007,28 @@ def _targets(entry: str, tf: _Transformers) -> list[tuple[type, str, Callable[[A
     return [(tf.flattening, "__call__", _wrap_flattening)]
 
 
+def _warn_once(entry: str, message: str) -> None:
+    if entry not in _WARNED:
+        _WARNED.add(entry)
+        warnings.warn(
+            f"fastpad.patch_transformers: {entry} left unpatched: {message}",
+            PatchWarning,
+            stacklevel=4,
+        )
+
+
 def _install() -> dict[str, bool]:
     tf = _load()
-    if not _PAD_METHODS:
-        _PAD_METHODS.update(
-            {
-                "_pad": tf.base.__dict__["_pad"],
-                "_get_padding_truncation_strategies": tf.base.__dict__[
-                    "_get_padding_truncation_strategies"
-                ],
-            }
-        )
-        _CALL_METHODS.update(
-            {
-                "_encode_plus": tf.backend.__dict__["_encode_plus"],
-                "_convert_encoding": tf.backend.__dict__["_convert_encoding"],
-            }
-        )
+    if tf is None:
+        import transformers
+
+        for entry in ENTRY_POINTS:
+            _warn_once(
+                entry,
+                f"transformers {transformers.__version__} is not laid out as the versions "
+                "fastpad was tested with (5.24.0)",
+            )
+        return dict.fromkeys(ENTRY_POINTS, False)
     status: dict[str, bool] = {}
     for entry in ENTRY_POINTS:
         if entry in _INSTALLED:
@@ -1016,17 +1036,20 @@ def _install() -> dict[str, bool]:
             continue
         unknown = _unrecognised(entry, tf)
         if unknown:
-            if entry not in _WARNED:
-                _WARNED.add(entry)
-                warnings.warn(
-                    f"fastpad.patch_transformers: {entry} left unpatched: transformers "
-                    f"{tf.version}'s {', '.join(unknown)} differ from the versions fastpad was "
-                    "tested with (5.24.0)",
-                    PatchWarning,
-                    stacklevel=3,
-                )
+            _warn_once(
+                entry,
+                f"transformers {tf.version}'s {', '.join(unknown)} differ from the versions "
+                "fastpad was tested with (5.24.0)",
+            )
             status[entry] = False
             continue
+        # The methods a tokenizer must not override for the fast path (recognised: present).
+        if entry == PAD and not _PAD_METHODS:
+            for name in ("_pad", "_get_padding_truncation_strategies"):
+                _PAD_METHODS[name] = tf.base.__dict__[name]
+        if entry == CALL and not _CALL_METHODS:
+            for name in ("_encode_plus", "_convert_encoding"):
+                _CALL_METHODS[name] = tf.backend.__dict__[name]
         installed = []
         for owner, name, wrap in _targets(entry, tf):
             original = owner.__dict__[name]
