@@ -990,6 +990,18 @@ def test_unrecognised_internals_warn_once_and_stay_unpatched(
         assert fastpad.patch_transformers()["DataCollatorWithFlattening"] is False  # no 2nd warning
 
 
+def test_an_unknown_transformers_layout_patches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Modules fastpad cannot find (another major version): one warning each, nothing patched."""
+    monkeypatch.setattr(patch_module, "_load", lambda: None)
+    monkeypatch.setattr(patch_module, "_WARNED", set())
+    originals = [owner.__dict__[name] for _, owner, name in _TARGETS]
+    with pytest.warns(patch_module.PatchWarning, match="is not laid out as") as caught:
+        status = fastpad.patch_transformers()
+    assert len(caught) == len(patch_module.ENTRY_POINTS)
+    assert status == dict.fromkeys(patch_module.ENTRY_POINTS, False)
+    assert [owner.__dict__[name] for _, owner, name in _TARGETS] == originals
+
+
 @needs(PAD)
 def test_an_outside_wrapper_is_not_recognised(monkeypatch: pytest.MonkeyPatch) -> None:
     """Another library's wrapper around pad: fastpad leaves it (and pad) alone."""
