@@ -651,8 +651,9 @@ def _wrap_pad(original: Callable[..., Any]) -> Callable[..., Any]:
 # The tokenizer call
 # --------------------------------------------------------------------------------------------
 
-# Keywords of PreTrainedTokenizerBase.__call__ the fast path passes through unchanged, with the
-# values under which it is taken (None: any value).
+# Keywords of PreTrainedTokenizerBase.__call__ (and split_special_tokens, which it takes from
+# **kwargs): the fast path hands them to the original call unchanged. Any other keyword falls
+# back; so do text_target, text_pair_target and tokenizer_kwargs when not None.
 _CALL_KEYWORDS = frozenset(
     {
         "text",
