@@ -67,7 +67,7 @@ def test_section_measures_reports_and_plots(
     assert len(figure.axes) == 3
     labels = [label.get_text() for label in figure.axes[2].get_yticklabels()]
     assert labels[: len(expected)] == expected
-    assert "encode: host prep" in labels and "train: collate" in labels
+    assert "encode: host prep" in labels and "train: host prep" in labels
     figure.savefig(tmp_path / "panel.png")
     plt.close(figure)
 

@@ -17,6 +17,7 @@ model step takes milliseconds, the host preparation per batch decides the throug
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -121,20 +122,20 @@ def _micro(config: Any, tokenizer: Any) -> list[dict[str, Any]]:
 
 
 class _Timed:
-    """Wraps a callable and adds up the seconds spent in it."""
+    """Wraps a callable, adds up the seconds spent in it and keeps its first arguments."""
 
     def __init__(self, function: Callable[..., Any]) -> None:
         self.function = function
         self.seconds = 0.0
-        self.calls = 0
+        self.inputs: list[Any] = []
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, first: Any, *args: Any, **kwargs: Any) -> Any:
+        self.inputs.append(first)
         start = time.perf_counter()
         try:
-            return self.function(*args, **kwargs)
+            return self.function(first, *args, **kwargs)
         finally:
             self.seconds += time.perf_counter() - start
-            self.calls += 1
 
 
 def _alternate(repeats: int, run: Callable[[bool], dict[str, Any]]) -> dict[bool, list[Any]]:
@@ -151,8 +152,35 @@ def _alternate(repeats: int, run: Callable[[bool], dict[str, Any]]) -> dict[bool
     return runs
 
 
-def _summary(runs: dict[bool, list[dict[str, Any]]], batches: int) -> dict[str, Any]:
-    """Medians of total and host-preparation seconds, shares and speed-ups."""
+def _paired(calls: list[Callable[[], Any]], rounds: int) -> tuple[float, float]:
+    """Seconds of all `calls` unpatched and patched: each call is timed unpatched, then
+    patched, round after round, so that load drifting on a shared machine hits both alike;
+    the sums of the per-call medians."""
+    before: list[list[float]] = [[] for _ in calls]
+    after: list[list[float]] = [[] for _ in calls]
+    for _ in range(rounds):
+        for index, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            before[index].append(time.perf_counter() - start)
+            patch_transformers()
+            try:
+                start = time.perf_counter()
+                call()
+                after[index].append(time.perf_counter() - start)
+            finally:
+                unpatch_transformers()
+    return (
+        float(sum(statistics.median(times) for times in before)),
+        float(sum(statistics.median(times) for times in after)),
+    )
+
+
+def _summary(
+    runs: dict[bool, list[dict[str, Any]]], batches: int, paired: tuple[float, float]
+) -> dict[str, Any]:
+    """Totals and in-run host prep (medians over the runs) with its share; the paired host
+    prep, per pass and per batch, and the speed-ups."""
     summary: dict[str, Any] = {"batches": batches}
     for patched, name in ((False, "unpatched"), (True, "patched")):
         total = statistics.median(item["total_s"] for item in runs[patched])
@@ -161,12 +189,11 @@ def _summary(runs: dict[bool, list[dict[str, Any]]], batches: int) -> dict[str, 
             "total_s": total,
             "prep_s": prep,
             "prep_share": prep / total,
-            "prep_per_batch_s": prep / batches,
-            "rest_s": total - prep,
+            "prep_paired_s": paired[patched],
+            "prep_per_batch_s": paired[patched] / batches,
         }
-    before, after = summary["unpatched"], summary["patched"]
-    summary["total_speedup"] = before["total_s"] / after["total_s"]
-    summary["prep_speedup"] = before["prep_s"] / after["prep_s"]
+    summary["total_speedup"] = summary["unpatched"]["total_s"] / summary["patched"]["total_s"]
+    summary["prep_speedup"] = paired[0] / paired[1]
     return summary
 
 
@@ -177,34 +204,38 @@ def _sentence_transformers(config: Any, path: str, say: Callable[[str], None]) -
         return {"skipped": "sentence-transformers is not installed"}
     texts_count, batch_size, repeats = (_QUICK if config.quick else _FULL)["encode"]
     say(f"patch_transformers: SentenceTransformer.encode of {texts_count} texts")
-    model = SentenceTransformer(path, device="cpu")
+    model: Any = SentenceTransformer(path, device="cpu")
     texts = _bench.make_texts(texts_count, config.seed, mean_words=30)
     model.encode(texts[:batch_size], batch_size=batch_size)  # warm-up, untimed
     embeddings: dict[bool, Any] = {}
+    batches: list[Any] = []
 
     def run(patched: bool) -> dict[str, Any]:
         # The host-side preparation of every batch happens in `preprocess` (tokenize, pad,
         # tensors); an instance attribute times it inside the real encode loop.
         timed = _Timed(model.preprocess)
-        model.preprocess = timed  # type: ignore[method-assign]
+        model.preprocess = timed
         try:
             start = time.perf_counter()
             embeddings[patched] = model.encode(texts, batch_size=batch_size)
             total = time.perf_counter() - start
         finally:
             del model.preprocess
-        return {"total_s": total, "prep_s": timed.seconds, "batches": timed.calls}
+        batches[:] = timed.inputs  # the batches as encode formed them (sorted by length)
+        return {"total_s": total, "prep_s": timed.seconds}
 
     runs = _alternate(repeats, run)
     if embeddings[True].tobytes() != embeddings[False].tobytes():
         raise AssertionError("SentenceTransformer embeddings differ patched and unpatched")
-    batches = runs[False][0]["batches"]
+    paired = _paired(
+        [functools.partial(model.preprocess, batch) for batch in batches], 2 if config.quick else 3
+    )
     return {
         "texts": texts_count,
         "batch_size": batch_size,
         "repeats": repeats,
         "mean_tokens": _mean_tokens(model.tokenizer, texts),
-        **_summary(runs, batches),
+        **_summary(runs, len(batches), paired),
         "bit_identical": True,
     }
 
@@ -251,29 +282,14 @@ def _training_loop(config: Any, tokenizer: Any, say: Callable[[str], None]) -> d
 
     runs = _alternate(repeats, run)
     _same(collated[True], collated[False], "DataCollatorWithPadding")
-    # The host-side figure alone: one pass of the collator over the same batches.
-    collate_only = _alternate(
-        max(repeats, 3),
-        lambda patched: {"seconds": _collate_pass(collator, batches)},
-    )
+    paired = _paired([functools.partial(collator, batch) for batch in batches], 3)
     return {
         "examples": examples,
         "batch_size": batch_size,
         "steps": steps,
         "repeats": repeats,
-        **_summary(runs, len(batches)),
-        "collate_only_unpatched_s": statistics.median(
-            item["seconds"] for item in collate_only[False]
-        ),
-        "collate_only_patched_s": statistics.median(item["seconds"] for item in collate_only[True]),
+        **_summary(runs, len(batches), paired),
     }
-
-
-def _collate_pass(collator: Any, batches: list[Any]) -> float:
-    start = time.perf_counter()
-    for features_batch in batches:
-        collator(features_batch)
-    return time.perf_counter() - start
 
 
 def measure(config: Any, tokenizer: Any, say: Callable[[str], None]) -> dict[str, Any] | None:
@@ -303,10 +319,6 @@ def measure(config: Any, tokenizer: Any, say: Callable[[str], None]) -> dict[str
         "sentence_transformers": encode,
         "training_loop": training,
     }
-
-
-def _share(part: dict[str, Any]) -> str:
-    return f"{_bench.format_seconds(part['prep_s'])} ({100 * part['prep_share']:.1f}%)"
 
 
 def table_lines(report: dict[str, Any]) -> Iterator[str]:
@@ -341,38 +353,30 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
             f"{encode['mean_tokens']:.0f} tokens), batch {encode['batch_size']}, "
             f"all-MiniLM-L6-v2 on the CPU, {threads} torch thread(s); embeddings bit-identical"
         )
-        yield from _end_to_end_rows(encode, "host prep (tokenize + pad + tensors)")
+        yield from _end_to_end_rows(encode, "tokenize + pad + tensors (`preprocess`)")
     yield ""
     yield (
         f"**Training-style loop**: DataCollatorWithPadding + forward/backward, "
         f"{training['steps']} steps of {training['batch_size']}, {threads} torch thread(s)"
     )
-    yield from _end_to_end_rows(training, "host prep (collate: tokenizer.pad)")
-    yield (
-        f"| collator alone, {training['steps']} batches | "
-        f"{seconds(training['collate_only_unpatched_s'])} | "
-        f"{seconds(training['collate_only_patched_s'])} | "
-        f"{training['collate_only_unpatched_s'] / training['collate_only_patched_s']:.1f}x |"
-    )
+    yield from _end_to_end_rows(training, "collate (`tokenizer.pad`)")
     yield ""
     parts = []
     for name, part in (("encode", encode), ("training loop", training)):
         if "skipped" in part:
             continue
         before, after = part["unpatched"], part["patched"]
-        saved = before["prep_s"] - after["prep_s"]
+        saved = before["prep_paired_s"] - after["prep_paired_s"]
         parts.append(
-            f"{name}: host prep {100 * before['prep_share']:.1f}% of the time, the patch saves "
+            f"{name}: host prep {100 * before['prep_share']:.1f}% of the time; the patch saves "
             f"{'-' if saved < 0 else ''}{seconds(abs(saved))} per pass "
-            f"({100 * saved / before['total_s']:.1f}%; the measured "
-            f"totals differ by {100 * (part['total_speedup'] - 1):+.1f}%, model-step noise "
-            "included)"
+            f"({100 * saved / before['total_s']:.1f}% of it)"
         )
     yield (
         "On this CPU the model dominates the total: "
         + "; ".join(parts)
-        + ". On a GPU, where the model step takes milliseconds, the host prep per batch above "
-        "decides the throughput."
+        + ". The totals of single runs differ by more than that (model-step noise). On a GPU, "
+        "where the model step takes milliseconds, the host prep per batch decides the throughput."
     )
 
 
@@ -383,12 +387,16 @@ def _end_to_end_rows(part: dict[str, Any], prep_label: str) -> Iterator[str]:
     yield "| | unpatched | patched | speed-up |"
     yield "|---|---:|---:|---:|"
     yield (
-        f"| total | {seconds(before['total_s'])} | {seconds(after['total_s'])} | "
+        f"| total, one run | {seconds(before['total_s'])} | {seconds(after['total_s'])} | "
         f"{part['total_speedup']:.2f}x |"
     )
-    yield f"| {prep_label} | {_share(before)} | {_share(after)} | {part['prep_speedup']:.1f}x |"
     yield (
-        f"| host prep per batch | {seconds(before['prep_per_batch_s'])} | "
+        f"| host prep in that run: {prep_label} (share) | {seconds(before['prep_s'])} "
+        f"({100 * before['prep_share']:.1f}%) | {seconds(after['prep_s'])} "
+        f"({100 * after['prep_share']:.1f}%) | |"
+    )
+    yield (
+        f"| host prep per batch, paired timing | {seconds(before['prep_per_batch_s'])} | "
         f"{seconds(after['prep_per_batch_s'])} | {part['prep_speedup']:.1f}x |"
     )
 
@@ -406,7 +414,7 @@ def add_to_plot(figure: Any, axes: Any, report: dict[str, Any]) -> None:
             ("encode: total", encode["total_speedup"]),
         ]
     bars += [
-        ("train: collate", training["prep_speedup"]),
+        ("train: host prep", training["prep_speedup"]),
         ("train: total", training["total_speedup"]),
     ]
     columns = len(axes)
