@@ -774,6 +774,28 @@ void concat_rows(const std::string& name, const py::object& rows, const py::obje
   }
 }
 
+// exact_int_lists(rows): whether `rows` (a list or tuple) holds only exact `list`s whose items are
+// all exact Python `int`s: no subclass, no bool, no numpy scalar. transformers turns such rows into
+// int64 tensors whatever else they hold, while other token types change its inferred dtype or
+// fail; fastpad.patch_transformers takes its fast path only for rows that pass. Type checks only:
+// no Python code runs, so the rows cannot change while they are read.
+bool exact_int_lists(const py::object& rows) {
+  PyObject* outer = rows.ptr();
+  if (!PyList_Check(outer) && !PyTuple_Check(outer)) return false;
+  const Py_ssize_t count = PySequence_Fast_GET_SIZE(outer);
+  PyObject** items = PySequence_Fast_ITEMS(outer);
+  for (Py_ssize_t row = 0; row < count; ++row) {
+    PyObject* item = items[row];
+    if (!PyList_CheckExact(item)) return false;
+    const Py_ssize_t length = PyList_GET_SIZE(item);
+    PyObject** tokens = PySequence_Fast_ITEMS(item);
+    for (Py_ssize_t column = 0; column < length; ++column) {
+      if (!PyLong_CheckExact(tokens[column])) return false;
+    }
+  }
+  return true;
+}
+
 // plan_batches(lengths, max_tokens, max_batch_size, multiple_of, sort, shuffle, seed)
 //   -> (order, bounds): batch b is order[bounds[b]:bounds[b + 1]].
 py::tuple plan_batches(const py::object& lengths_object, std::int64_t max_tokens,
@@ -1072,4 +1094,8 @@ PYBIND11_MODULE(_core, module) {
              py::arg("pad_left"), py::arg("truncate_left"),
              "Write each row's kept tokens and one pad cell into flat 1-D outputs, and the per-row "
              "layout (base, bound) into meta; returns the flat size.");
+
+  // fastpad.patch_transformers (issue 10).
+  module.def("exact_int_lists", &exact_int_lists, py::arg("rows"),
+             "Whether rows (a list or tuple) holds only exact lists of exact Python ints.");
 }

@@ -24,6 +24,7 @@ from ._encode import encode
 from ._flatten import flatten
 from ._packer import Packer, PackerStats
 from ._pad import default_threads, pad
+from ._patch_transformers import patch_transformers, transformers_patched, unpatch_transformers
 from ._plan import plan_batches
 from ._ragged import Ragged
 from ._windows import windows
@@ -42,7 +43,10 @@ __all__ = [
     "encode",
     "flatten",
     "pad",
+    "patch_transformers",
     "plan_batches",
     "reference",
+    "transformers_patched",
+    "unpatch_transformers",
     "windows",
 ]

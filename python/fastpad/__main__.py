@@ -105,6 +105,7 @@ def bench(arguments: argparse.Namespace) -> int:
         else None,
         min_rounds=3 if quick else 5,
         encode_batch_sizes=[256] if quick else [32, 256],
+        quick=quick,
         seed=arguments.seed,
     )
     os.makedirs(arguments.out, exist_ok=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _bench_patch
 from ._pad import default_threads, pad
 from ._ragged import Ragged
 
@@ -518,6 +519,7 @@ class BenchConfig:
     seed: int = 0
     slow_max_cells: int = 1 << 24  # skip pure-Python paths above this many output cells
     min_rounds: int = 5  # samples of every path at least
+    quick: bool = False  # smaller end-to-end workloads (patch_transformers section)
 
 
 @dataclass
@@ -664,6 +666,9 @@ def _run(config: BenchConfig, progress: bool, say: Callable[[str], None]) -> dic
                 encode_results.append(_measure_encode(config, tokenizer.tokenizer, size))
     finally:
         bar.close()
+    patch = _bench_patch.measure(
+        config, tokenizer.tokenizer if tokenizer and do_encode else None, say
+    )
     return {
         "machine": machine_info(),
         "config": {
@@ -686,6 +691,7 @@ def _run(config: BenchConfig, progress: bool, say: Callable[[str], None]) -> dic
         "results": [asdict(result) for result in results],
         "thread_scaling": scaling,
         "encode": encode_results,
+        "patch_transformers": patch,
     }
 
 
@@ -923,6 +929,7 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
                 f"{format_seconds(item['encode_s'])} | {item['speedup_vs_padded']:.2f}x | "
                 f"{item['ratio_to_unpadded']:.2f}x |"
             )
+    yield from _bench_patch.table_lines(report)
 
 
 def plot(report: dict[str, Any], filename: str) -> None:
@@ -981,6 +988,7 @@ def plot(report: dict[str, Any], filename: str) -> None:
         f"{report['config']['threads']} thread(s); {machine['cpu']}",
         fontsize=10,
     )
+    _bench_patch.add_to_plot(figure, axes[0], report)
     figure.tight_layout(rect=(0, 0.1, 1, 0.95))
     figure.savefig(filename, dpi=110)
     plt.close(figure)
