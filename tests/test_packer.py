@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpad
 import fastpad._packer
 from fastpad._packer import expand_ragged, ragged_mask, ragged_scatter_index
+
+torch = pytest.importorskip("torch")
 
 token = st.integers(-(2**31), 2**31 - 1)
 rows_strategy = st.lists(st.lists(token, max_size=30), max_size=10)

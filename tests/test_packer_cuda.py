@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import fastpad
+
+torch = pytest.importorskip("torch")
 
 pytestmark = [
     pytest.mark.cuda,
