@@ -120,20 +120,20 @@ build_one() {
   local python=$1 arch=$2 tag log
   tag=$("$python" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
   log="$work/log-$tag-$arch.txt"
-  local args=(
-    -Ccmake.build-type=Release
-    -Cbuild-dir="$work/build/$tag-$arch"
-    -Ccmake.define.CMAKE_CXX_COMPILER="$work/bin/$arch-c++"
-    -Ccmake.define.CMAKE_AR="$work/bin/ar"
-    -Ccmake.define.CMAKE_RANLIB="$work/bin/ranlib"
-    -Ccmake.define.CMAKE_STRIP="$work/bin/strip"
+  local settings=(
+    cmake.build-type=Release
+    build-dir="$work/build/$tag-$arch"
+    cmake.define.CMAKE_CXX_COMPILER="$work/bin/$arch-c++"
+    cmake.define.CMAKE_AR="$work/bin/ar"
+    cmake.define.CMAKE_RANLIB="$work/bin/ranlib"
+    cmake.define.CMAKE_STRIP="$work/bin/strip"
     # CMake's compiler checks compile without linking: zig builds its libc++ for each new mix of
     # target and link flags (about a minute, then cached in ~/.cache/zig); this leaves two per
     # target: CMake's compiler identification and the module's own link.
-    -Ccmake.define.CMAKE_TRY_COMPILE_TARGET_TYPE=STATIC_LIBRARY
-    -Ccmake.define.CMAKE_CXX_VISIBILITY_PRESET=hidden
-    -Ccmake.define.CMAKE_VISIBILITY_INLINES_HIDDEN=ON
-    -Ccmake.define.CMAKE_MODULE_LINKER_FLAGS="-Wl,--version-script=$work/exports.map"
+    cmake.define.CMAKE_TRY_COMPILE_TARGET_TYPE=STATIC_LIBRARY
+    cmake.define.CMAKE_CXX_VISIBILITY_PRESET=hidden
+    cmake.define.CMAKE_VISIBILITY_INLINES_HIDDEN=ON
+    cmake.define.CMAKE_MODULE_LINKER_FLAGS="-Wl,--version-script=$work/exports.map"
   )
   local env=()
   if [[ "$arch" != "$(uname -m)" ]]; then
@@ -144,14 +144,17 @@ build_one() {
     include=$(cross_headers "$python" "$arch")
     suffix=$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
     suffix=${suffix/$(uname -m)-linux-gnu/$arch-linux-gnu}
-    args+=(
-      -Ccmake.define.CMAKE_SYSTEM_NAME=Linux
-      -Ccmake.define.CMAKE_SYSTEM_PROCESSOR="$arch"
-      -Ccmake.define.Python_INCLUDE_DIR="$include"
-      -Ccmake.define.PYTHON_MODULE_EXTENSION="$suffix"
+    settings+=(
+      cmake.define.CMAKE_SYSTEM_NAME=Linux
+      cmake.define.CMAKE_SYSTEM_PROCESSOR="$arch"
+      cmake.define.Python_INCLUDE_DIR="$include"
+      cmake.define.PYTHON_MODULE_EXTENSION="$suffix"
     )
     env=(SETUPTOOLS_EXT_SUFFIX="$suffix" _PYTHON_HOST_PLATFORM="linux-$arch")
   fi
+  # --config-settings, not -C: pip before 23.1 (3.10's here) knows only the long form.
+  local args=() setting
+  for setting in "${settings[@]}"; do args+=(--config-settings="$setting"); done
   if ! env "${env[@]}" "$python" -m pip wheel --no-deps -w "$work/raw/$arch" "${args[@]}" "$sdist" \
       >"$log" 2>&1; then
     cat "$log"
