@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import fastpad
 import fastpad.reference
+
+torch = pytest.importorskip("torch")
 
 Ragged = fastpad.Ragged
 

@@ -9,13 +9,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from conftest import assert_batches_equal
-from torch.utils.data import DataLoader, Dataset
 
 import fastpad
 from fastpad._collator import _pin_default
 
+torch = pytest.importorskip("torch")
+DataLoader = torch.utils.data.DataLoader
+Dataset = torch.utils.data.Dataset
 transformers = pytest.importorskip("transformers")
 
 

@@ -6,13 +6,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from conftest import assert_batches_equal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpad
 
+torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 DataCollatorWithFlattening = transformers.DataCollatorWithFlattening
 

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpad
 import fastpad.reference
 from fastpad import _core
+
+torch = pytest.importorskip("torch")
 
 # What fastpad may raise on bad input. Anything else from a public entry point is a bug.
 EXPECTED = (TypeError, ValueError, OverflowError, MemoryError)

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import fastpad
 from fastpad import _core
+
+torch = pytest.importorskip("torch")
 
 ROWS, WIDTH = 16, 48
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -24,6 +23,8 @@ import fastpad._ring
 from fastpad import _core
 from fastpad._expand import choose_ragged, gather_field, rebuild_index
 from fastpad._packer import Packer
+
+torch = pytest.importorskip("torch")
 
 token = st.integers(-(2**31), 2**31 - 1)
 rows_strategy = st.lists(st.lists(token, max_size=30), max_size=10)

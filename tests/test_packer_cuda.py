@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpad
+
+torch = pytest.importorskip("torch")
 
 pytestmark = [
     pytest.mark.cuda,

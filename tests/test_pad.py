@@ -6,13 +6,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from conftest import assert_batches_equal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpad
 import fastpad.reference
+
+torch = pytest.importorskip("torch")
 
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)

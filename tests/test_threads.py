@@ -72,12 +72,15 @@ def test_threads_on_several_fields_and_lists() -> None:
     ragged = _ragged(1, 1000, 30, 200)
     labels = fastpad.Ragged(-ragged.values, ragged.offsets)
     inputs = {"input_ids": ragged, "labels": labels}
-    options: dict[str, Any] = {"pad_token_id": 0, "pad_values": {"labels": -100}}
+    options: dict[str, Any] = {
+        "pad_token_id": 0,
+        "pad_values": {"labels": -100},
+        "return_tensors": "np",
+    }
     _equal(fastpad.pad(inputs, threads=1, **options), fastpad.pad(inputs, threads=4, **options))
     rows = [row.tolist() for row in ragged]
-    _equal(
-        fastpad.pad(rows, pad_token_id=0, threads=1), fastpad.pad(rows, pad_token_id=0, threads=3)
-    )
+    del options["pad_values"]
+    _equal(fastpad.pad(rows, threads=1, **options), fastpad.pad(rows, threads=3, **options))
 
 
 def test_automatic_threads_on_a_large_batch_match_one_thread() -> None:
@@ -91,15 +94,15 @@ def test_automatic_threads_on_a_large_batch_match_one_thread() -> None:
 def test_more_threads_than_rows() -> None:
     ragged = _ragged(3, 3, 5, 10)
     _equal(
-        fastpad.pad(ragged, pad_token_id=0, threads=1),
-        fastpad.pad(ragged, pad_token_id=0, threads=8),
+        fastpad.pad(ragged, pad_token_id=0, threads=1, return_tensors="np"),
+        fastpad.pad(ragged, pad_token_id=0, threads=8, return_tensors="np"),
     )
 
 
 def test_thread_errors_reach_the_caller() -> None:
     ragged = fastpad.Ragged(np.array([1, 2, 3, 2**40], dtype=np.int64), np.array([0, 2, 4]))
     with pytest.raises(OverflowError):
-        fastpad.pad(ragged, pad_token_id=0, dtype="int32", threads=2)
+        fastpad.pad(ragged, pad_token_id=0, dtype="int32", threads=2, return_tensors="np")
 
 
 @pytest.mark.parametrize("threads", [0, -1, 1.5, True, "2"])

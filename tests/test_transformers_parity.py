@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from conftest import tokenizer_path
 
 import fastpad
+
+torch = pytest.importorskip("torch")
 
 
 def assert_same(actual: dict[str, Any], expected: dict[str, Any]) -> None:

@@ -6,11 +6,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastpad
+
+torch = pytest.importorskip("torch")
 
 CLS, SEP = 101, 102
 
