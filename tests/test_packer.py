@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.utils._python_dispatch import TorchDispatchMode
 
 import fastpad
 import fastpad._ring
@@ -25,6 +24,7 @@ from fastpad._expand import choose_ragged, gather_field, rebuild_index
 from fastpad._packer import Packer
 
 torch = pytest.importorskip("torch")
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 token = st.integers(-(2**31), 2**31 - 1)
 rows_strategy = st.lists(st.lists(token, max_size=30), max_size=10)

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 
 import fastpad
+
+torch = pytest.importorskip("torch")
 
 DTYPES = [
     torch.bool,
