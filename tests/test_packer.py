@@ -452,9 +452,7 @@ def recorded_call(
     return batch, recorder
 
 
-@pytest.mark.parametrize(
-    "simulated_cuda", [False, True], ids=["default-device", "simulated-cuda"]
-)
+@pytest.mark.parametrize("simulated_cuda", [False, True], ids=["default-device", "simulated-cuda"])
 @pytest.mark.parametrize(
     ("options", "expected"),
     [
