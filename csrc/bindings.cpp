@@ -14,6 +14,8 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -22,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer_cache.hpp"
 #include "pack.hpp"
 #include "plan.hpp"
 
@@ -804,6 +807,73 @@ py::tuple plan_batches(const py::object& lengths_object, std::int64_t max_tokens
   return py::make_tuple(order, bounds_array);
 }
 
+// ---- Output blocks from the process-wide cache (buffer_cache.hpp, issue 12) ----
+
+constexpr const char* kBlockCapsuleName = "fastpad.block";
+
+// Destructor of the capsule that owns a cached block: runs when the last array, view or tensor
+// sharing the block has died (numpy keeps the capsule as the arrays' base; torch.from_numpy keeps
+// the array), so the block is never reused while anything can still reach it.
+void release_block_capsule(PyObject* capsule) {
+  void* block = PyCapsule_GetPointer(capsule, kBlockCapsuleName);
+  const auto capacity = reinterpret_cast<std::uintptr_t>(PyCapsule_GetContext(capsule));
+  if (block == nullptr) {  // cannot happen (the name is ours); never raise from a destructor
+    PyErr_Clear();
+    return;
+  }
+  fastpad::BufferCache::global().release(block, static_cast<std::size_t>(capacity));
+}
+
+// cached_empty(rows, width, dtype): an uninitialized, writable, C-contiguous [rows, width] array of
+// `dtype` in a cached block; its base is the capsule that gives the block back.
+py::object cached_empty(py::ssize_t rows, py::ssize_t width, const py::dtype& dtype) {
+  const auto itemsize = static_cast<py::ssize_t>(dtype.itemsize());
+  if (rows < 0 || width < 0 || itemsize <= 0) {
+    fail(ErrorKind::Value, "fastpad: bad output shape or dtype");
+  }
+  const py::ssize_t limit = std::numeric_limits<py::ssize_t>::max() / 2;
+  if (width != 0 && (rows > limit / width || rows * width > limit / itemsize)) {
+    fail(ErrorKind::Memory, "fastpad: a [" + std::to_string(rows) + ", " + std::to_string(width) +
+                                "] output does not fit in memory");
+  }
+  std::size_t capacity = 0;
+  void* block = fastpad::BufferCache::global().acquire(
+      static_cast<std::size_t>(rows * width * itemsize), &capacity);
+  PyObject* capsule = PyCapsule_New(block, kBlockCapsuleName, release_block_capsule);
+  if (capsule == nullptr) {
+    fastpad::BufferCache::global().release(block, capacity);
+    throw py::error_already_set();
+  }
+  // The capacity rides in the capsule's context; set before anything can drop the capsule.
+  PyCapsule_SetContext(capsule, reinterpret_cast<void*>(static_cast<std::uintptr_t>(capacity)));
+  py::object owner = py::reinterpret_steal<py::object>(capsule);
+  auto& api = py::detail::npy_api::get();
+  Py_intptr_t shape[2] = {rows, width};
+  // PyArray_NewFromDescr steals the descriptor reference, PyArray_SetBaseObject the base's (both
+  // also on failure).
+  PyObject* array = api.PyArray_NewFromDescr_(api.PyArray_Type_, dtype.inc_ref().ptr(), 2, shape,
+                                              nullptr, block,
+                                              py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr);
+  if (array == nullptr) throw py::error_already_set();
+  py::object result = py::reinterpret_steal<py::object>(array);
+  if (api.PyArray_SetBaseObject_(array, owner.release().ptr()) != 0) throw py::error_already_set();
+  return result;
+}
+
+py::dict cache_stats() {
+  const fastpad::BufferCacheStats stats = fastpad::BufferCache::global().stats();
+  py::dict result;
+  result["limit"] = stats.limit;
+  result["idle_bytes"] = stats.idle_bytes;
+  result["idle_blocks"] = stats.idle_blocks;
+  result["live_bytes"] = stats.live_bytes;
+  result["live_blocks"] = stats.live_blocks;
+  result["hits"] = stats.hits;
+  result["misses"] = stats.misses;
+  result["evictions"] = stats.evictions;
+  return result;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, module) {
@@ -849,4 +919,17 @@ PYBIND11_MODULE(_core, module) {
              py::arg("max_batch_size"), py::arg("multiple_of"), py::arg("sort"), py::arg("shuffle"),
              py::arg("seed"),
              "Token-budget batches: (order, bounds); batch b is order[bounds[b]:bounds[b + 1]].");
+  // Output memory that stays warm between calls (issue 12).
+  module.def("cached_empty", &cached_empty, py::arg("rows"), py::arg("width"), py::arg("dtype"),
+             "Uninitialized [rows, width] array in a cached block, given back when the last array, "
+             "view or tensor using it dies.");
+  module.def(
+      "set_cache_limit",
+      [](std::size_t limit) { fastpad::BufferCache::global().set_limit(limit); }, py::arg("limit"),
+      "Most idle bytes the output cache keeps (0: none); frees idle blocks beyond it.");
+  module.def("clear_cache", []() { fastpad::BufferCache::global().clear(); },
+             "Free every idle block of the output cache.");
+  module.def("cache_stats", &cache_stats,
+             "Counters of the output cache: limit, idle/live bytes and blocks, hits, misses, "
+             "evictions.");
 }

@@ -19,6 +19,7 @@ except ImportError as error:  # pragma: no cover - only without a built extensio
 
 from . import reference
 from ._batch import Batch
+from ._cache import CacheInfo, cache_info, clear_cache, set_cache_limit
 from ._collator import DataCollatorForTokenClassification, DataCollatorWithPadding
 from ._encode import encode
 from ._flatten import flatten
@@ -32,17 +33,21 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "CacheInfo",
     "DataCollatorForTokenClassification",
     "DataCollatorWithPadding",
     "Packer",
     "PackerStats",
     "Ragged",
     "__version__",
+    "cache_info",
+    "clear_cache",
     "default_threads",
     "encode",
     "flatten",
     "pad",
     "plan_batches",
     "reference",
+    "set_cache_limit",
     "windows",
 ]
