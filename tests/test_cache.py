@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 
 import fastpad
 import fastpad.reference
-from fastpad import _cache, _core
+from fastpad import _core
 
 # Python >= 3.12 warns when a multi-threaded process forks (torch's thread pool counts).
 fork_warning = pytest.mark.filterwarnings(
@@ -337,14 +337,17 @@ def test_threads_never_share_a_block() -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    values = [value for outputs in results.values() for batch in outputs for value in batch.values()]
+    values = [
+        value for outputs in results.values() for batch in outputs for value in batch.values()
+    ]
     spans = sorted(_span(value) for value in values)
     assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1))
     for seed, outputs in results.items():
         expected = fastpad.reference.pad(_rows(seed), pad_token_id=0)
         for batch in outputs:
             assert_batches_equal(batch, expected)
-    del results, values, outputs, batch
+    results.clear()
+    del values, outputs, batch
     assert fastpad.cache_info().live_blocks == live
 
 

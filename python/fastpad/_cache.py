@@ -85,7 +85,9 @@ def set_cache_limit(limit: int) -> None:
     """
     global enabled
     if isinstance(limit, bool) or not isinstance(limit, numbers.Integral):
-        raise TypeError(f"fastpad.set_cache_limit: limit must be an int, got {type(limit).__name__}")
+        raise TypeError(
+            f"fastpad.set_cache_limit: limit must be an int, got {type(limit).__name__}"
+        )
     limit = int(limit)
     if limit < 0:
         raise ValueError(f"fastpad.set_cache_limit: limit must be >= 0 bytes, got {limit}")
