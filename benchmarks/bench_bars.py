@@ -58,6 +58,9 @@ def warm_copy_floor(batch: BenchBatch) -> Callable[[], Any]:
 
 
 def measure_cell(workload: str, size: int, tokenizer: Any, budget: float) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # single thread for every path (as python -m fastpad bench)
     batch = make_batch(WORKLOADS[workload], size)
     names = [name for name in NAMES if tokenizer is not None or name != "tokenizer-pad"]
     functions = [PATHS[name].prepare(batch, tokenizer, 1) for name in names]
