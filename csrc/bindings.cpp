@@ -13,6 +13,10 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#if !defined(_WIN32)
+#include <dlfcn.h>
+#endif
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -810,6 +814,36 @@ py::tuple plan_batches(const py::object& lengths_object, std::int64_t max_tokens
 // ---- Output blocks from the process-wide cache (buffer_cache.hpp, issue 12) ----
 
 constexpr const char* kBlockCapsuleName = "fastpad.block";
+// tracemalloc domain of the blocks handed out: numpy's (NPY_TRACE_DOMAIN), so cached outputs are
+// traced like the np.empty arrays they replace (a no-op while tracemalloc is not tracing).
+constexpr unsigned int kTraceDomain = 389047;
+
+// PyTraceMalloc_Track / _Untrack, looked up at run time: before 3.13, Include/tracemalloc.h
+// declares them without extern "C", so C++ code cannot link them by name. Null where not found
+// (then blocks are simply not traced).
+struct TraceMalloc {
+  using Track = int (*)(unsigned int, std::uintptr_t, std::size_t);
+  using Untrack = int (*)(unsigned int, std::uintptr_t);
+  Track track = nullptr;
+  Untrack untrack = nullptr;
+};
+
+const TraceMalloc& trace_malloc() {
+  static const TraceMalloc functions = [] {
+    TraceMalloc found;
+#if !defined(_WIN32)
+    auto track = reinterpret_cast<TraceMalloc::Track>(dlsym(RTLD_DEFAULT, "PyTraceMalloc_Track"));
+    auto untrack =
+        reinterpret_cast<TraceMalloc::Untrack>(dlsym(RTLD_DEFAULT, "PyTraceMalloc_Untrack"));
+    if (track != nullptr && untrack != nullptr) {
+      found.track = track;
+      found.untrack = untrack;
+    }
+#endif
+    return found;
+  }();
+  return functions;
+}
 
 // Destructor of the capsule that owns a cached block: runs when the last array, view or tensor
 // sharing the block has died (numpy keeps the capsule as the arrays' base; torch.from_numpy keeps
@@ -820,6 +854,9 @@ void release_block_capsule(PyObject* capsule) {
   if (block == nullptr) {  // cannot happen (the name is ours); never raise from a destructor
     PyErr_Clear();
     return;
+  }
+  if (trace_malloc().untrack != nullptr) {
+    trace_malloc().untrack(kTraceDomain, reinterpret_cast<std::uintptr_t>(block));
   }
   fastpad::BufferCache::global().release(block, static_cast<std::size_t>(capacity));
 }
@@ -837,8 +874,8 @@ py::object cached_empty(py::ssize_t rows, py::ssize_t width, const py::dtype& dt
                                 "] output does not fit in memory");
   }
   std::size_t capacity = 0;
-  void* block = fastpad::BufferCache::global().acquire(
-      static_cast<std::size_t>(rows * width * itemsize), &capacity);
+  const auto bytes = static_cast<std::size_t>(rows * width * itemsize);
+  void* block = fastpad::BufferCache::global().acquire(bytes, &capacity);
   PyObject* capsule = PyCapsule_New(block, kBlockCapsuleName, release_block_capsule);
   if (capsule == nullptr) {
     fastpad::BufferCache::global().release(block, capacity);
@@ -847,6 +884,9 @@ py::object cached_empty(py::ssize_t rows, py::ssize_t width, const py::dtype& dt
   // The capacity rides in the capsule's context; set before anything can drop the capsule.
   PyCapsule_SetContext(capsule, reinterpret_cast<void*>(static_cast<std::uintptr_t>(capacity)));
   py::object owner = py::reinterpret_steal<py::object>(capsule);
+  if (trace_malloc().track != nullptr) {
+    trace_malloc().track(kTraceDomain, reinterpret_cast<std::uintptr_t>(block), bytes);
+  }
   auto& api = py::detail::npy_api::get();
   Py_intptr_t shape[2] = {rows, width};
   // PyArray_NewFromDescr steals the descriptor reference, PyArray_SetBaseObject the base's (both

@@ -409,3 +409,22 @@ def test_flatten_and_windows_equal_their_uncached_results() -> None:
     flat_uncached, windows_uncached = run()
     assert_batches_equal(flat, flat_uncached)
     assert_batches_equal(windows, windows_uncached)
+
+
+def test_tracemalloc_sees_cached_outputs_like_numpy_arrays() -> None:
+    import tracemalloc
+
+    fastpad.pad(_rows(0), pad_token_id=0, return_tensors="np")  # leaves idle blocks to reuse
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        batch = fastpad.pad(_rows(1), pad_token_id=0, return_tensors="np")
+        during = tracemalloc.get_traced_memory()[0]
+        output = sum(value.nbytes for value in batch.values())
+        del batch
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert fastpad.cache_info().hits >= 2  # the blocks came from the cache, yet are traced
+    assert output <= during - before < output + 64 * 1024
+    assert after - before < 64 * 1024
