@@ -9,6 +9,7 @@ an extension forgets a Py_DECREF or a PyBuffer_Release. The heavier variant is m
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import tracemalloc
 from collections.abc import Callable
@@ -60,7 +61,13 @@ def _scenarios() -> dict[str, Callable[[], Any]]:
     overflow = [*good[:-1], [2**40]]
     bad_offsets = fastpad.Ragged(ragged.values, np.array([0, 5, 3]))
     numpy_scalars = [[np.int64(v) for v in row] for row in good[:4]]
+    # Outputs of 2048+ cells come from the output cache: blocks must go back, not pile up.
+    big = [_rows(seed) * 8 for seed in (2, 3, 4)]  # 128 rows: widths differ, so size classes do
+    widths = itertools.cycle(big)
     return {
+        "cached-torch": lambda: fastpad.pad(big[0], pad_token_id=0),
+        "cached-np-varied": lambda: fastpad.pad(next(widths), pad_token_id=0, return_tensors="np"),
+        "cached-flatten": lambda: fastpad.flatten(big[1]),
         "lists": lambda: fastpad.pad(_rows(1), pad_token_id=0, return_tensors="np"),
         "lists-torch": lambda: fastpad.pad(good, pad_token_id=0),
         "ragged": lambda: fastpad.pad(ragged, pad_token_id=0, return_tensors="np", threads=2),

@@ -19,6 +19,7 @@ except ImportError as error:  # pragma: no cover - only without a built extensio
 
 from . import reference
 from ._batch import Batch
+from ._cache import CacheInfo, cache_info, clear_cache, set_cache_limit
 from ._collator import DataCollatorForTokenClassification, DataCollatorWithPadding
 from ._encode import encode
 from ._flatten import flatten
@@ -33,12 +34,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Batch",
+    "CacheInfo",
     "DataCollatorForTokenClassification",
     "DataCollatorWithPadding",
     "Packer",
     "PackerStats",
     "Ragged",
     "__version__",
+    "cache_info",
+    "clear_cache",
     "default_threads",
     "encode",
     "flatten",
@@ -46,6 +50,7 @@ __all__ = [
     "patch_transformers",
     "plan_batches",
     "reference",
+    "set_cache_limit",
     "transformers_patched",
     "unpatch_transformers",
     "windows",

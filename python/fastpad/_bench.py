@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from . import _bench_patch
+from ._cache import clear_cache
 from ._pad import default_threads, pad
 from ._ragged import Ragged
 
@@ -447,6 +448,8 @@ def time_interleaved(
 
 
 def _malloc_trim() -> None:
+    # fastpad's idle output blocks too, so that a call's peak includes its own output's memory.
+    clear_cache()
     with contextlib.suppress(Exception):  # glibc only
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
@@ -538,6 +541,23 @@ class Result:
     output_bytes: int
     peak_tracemalloc_bytes: int | None = None
     peak_rss_bytes: int | None = None
+    faults_per_call: float | None = None  # fastpad's paths: minor page faults, steady state
+
+
+def faults_per_call(function: Callable[[], Any], calls: int = 20) -> float | None:
+    """Minor page faults per call of `function` after a warm-up call (getrusage; None off POSIX).
+
+    A call that writes its output into freshly mapped memory faults once per output page.
+    """
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return None
+    function()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(calls):
+        function()
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / calls
 
 
 def _quartiles(values: Sequence[float]) -> tuple[float, float, float, float]:
@@ -725,6 +745,7 @@ def _measure_cell(
     for path, function, times in zip(chosen, functions, samples, strict=True):
         median, low, q1, q3 = _quartiles(times)
         memory = peak_memory(function) if measure_memory else {}
+        faults = faults_per_call(function) if path.name.startswith("fastpad") else None
         out.append(
             Result(
                 workload=workload.name,
@@ -741,6 +762,7 @@ def _measure_cell(
                 output_bytes=batch.output_bytes,
                 peak_tracemalloc_bytes=memory.get("tracemalloc"),
                 peak_rss_bytes=memory.get("rss"),
+                faults_per_call=faults,
             )
         )
     return out
@@ -902,6 +924,30 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
                 )
             shown = "-" if output is None else f"{output / 2**20:.2f}"
             yield f"| {workload} | {size} | {shown} | " + " | ".join(row) + " |"
+    faulted = [item for item in report["results"] if item.get("faults_per_call") is not None]
+    if faulted:
+        fast_paths = list(dict.fromkeys(item["path"] for item in faulted))
+        yield ""
+        yield "**Page faults per call** (fastpad, steady state, minor faults from getrusage)"
+        yield ""
+        yield (
+            "| workload | B | output pages | "
+            + " | ".join(labels[path] for path in fast_paths)
+            + " |"
+        )
+        yield "|---|---:|---:|" + "---:|" * len(fast_paths)
+        for workload, size in dict.fromkeys(
+            (item["workload"], item["batch_size"]) for item in faulted
+        ):
+            page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+            pages = -(-index[(workload, size, fast_paths[0])]["output_bytes"] // page)
+            row = [
+                f"{index[(workload, size, path)]['faults_per_call']:.1f}"
+                if (workload, size, path) in index
+                else "-"
+                for path in fast_paths
+            ]
+            yield f"| {workload} | {size} | {pages} | " + " | ".join(row) + " |"
     if report.get("thread_scaling"):
         yield ""
         yield "**Threads** (fastpad.pad from Ragged, GIL released): median time and speed-up"

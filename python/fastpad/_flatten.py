@@ -9,7 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from . import _core
+from . import _cache, _core
 from ._batch import Batch
 from ._options import Field, normalize_inputs
 from ._ragged import Ragged
@@ -46,7 +46,7 @@ def select_fields(encoded_inputs: Any, keys: Sequence[str]) -> Any:
 
 
 def concat_field(key: str, field: Field, lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    """All tokens of one checked field, row after row, as one int64 array."""
+    """All tokens of one checked field, row after row, as one int64 array (output memory)."""
     total = int(lengths.sum())
     if field.kind == "ragged":
         data: Ragged = field.data
@@ -54,10 +54,12 @@ def concat_field(key: str, field: Field, lengths: npt.NDArray[np.int64]) -> npt.
         values = data.values[:total]
         if values.dtype == np.uint64 and values.size and int(values.max()) > 2**63 - 1:
             raise OverflowError(f"fastpad: values of {key!r} do not fit int64")
-        return np.array(values, dtype=np.int64)  # a copy: outputs never alias the inputs
+        copied: npt.NDArray[np.int64] = _cache.empty(1, total, "int64")[0]
+        copied[...] = values  # a copy: outputs never alias the inputs
+        return copied
     if field.kind != "rows":
         raise TypeError(f"fastpad: field {key!r} holds one scalar per example; expected rows")
-    out = np.empty(total, dtype=np.int64)
+    out: npt.NDArray[np.int64] = _cache.empty(1, total, "int64")[0]
     _core.concat_rows(key, field.data, out)
     return out
 
@@ -151,13 +153,17 @@ def flatten(
     np.cumsum(kept, out=starts[1:])
 
     labels = concat_field("labels", inputs.fields["labels"], lengths) if "labels" in keys else ids
-    labels = labels.copy() if labels is ids else labels
+    if labels is ids:
+        labels = _cache.empty(1, total, "int64")[0]
+        labels[...] = ids
     labels[starts[:-1]] = separator
 
     arrays: dict[str, Any] = {"input_ids": ids[None, :], "labels": labels[None, :]}
     if return_position_ids:
-        position_ids = np.arange(total, dtype=np.int64)
-        position_ids -= np.repeat(starts[:-1] - start, kept)
+        position_ids = _cache.empty(1, total, "int64")[0]
+        np.subtract(
+            np.arange(total, dtype=np.int64), np.repeat(starts[:-1] - start, kept), out=position_ids
+        )
         arrays["position_ids"] = position_ids[None, :]
     if return_seq_idx:
         arrays["seq_idx"] = np.repeat(np.arange(kept.size, dtype=np.int32), kept)[None, :]

@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _core
+from . import _cache, _core
 from ._batch import Batch
 from ._options import (
     Inputs,
@@ -33,6 +33,9 @@ _MAX_THREADS = 8
 _SAFE_CELLS = 1 << 22
 # Outputs below this many cells are allocated by numpy and wrapped by torch (see pad_inputs).
 _SMALL_CELLS = 1 << 17
+# Unpinned outputs of at least this many cells come from the output cache while it is on
+# (_cache.py): warm memory instead of pages faulted in afresh on every call.
+_CACHE_CELLS = _cache.MIN_CELLS
 # Calls that leave every option but return_tensors and pad_token_id at its default with a plain
 # list of list rows (one `input_ids` field) and a valid or no threads argument, keyed by
 # (return_tensors, type(pad_token_id), pad_token_id): the options, the option arguments of
@@ -65,12 +68,23 @@ def _missing_pad_value(key: str) -> ValueError:
 
 
 def _alloc_np(rows: int, width: int, dtype: str) -> tuple[Any, Any]:
-    array = np.empty((rows, width), dtype=dtype)
+    if _cache.enabled and rows * width >= _CACHE_CELLS:
+        array = _core.cached_empty(rows, width, _cache.DTYPES[dtype])
+    else:
+        array = np.empty((rows, width), _NUMPY_TYPES[dtype])
     return array, array
 
 
 def _alloc_pt(rows: int, width: int, dtype: str) -> tuple[Any, Any]:
     torch = _torch()
+    cells = rows * width
+    if _cache.enabled and cells >= _CACHE_CELLS:
+        # The tensor shares the array's cached block and keeps it alive (see _cache.py).
+        array = _core.cached_empty(rows, width, _cache.DTYPES[dtype])
+        return torch.from_numpy(array), array
+    if cells < _SMALL_CELLS:
+        array = np.empty((rows, width), _NUMPY_TYPES[dtype])
+        return torch.from_numpy(array), array
     tensor = torch.empty((rows, width), dtype=getattr(torch, dtype))
     return tensor, tensor.numpy()
 
@@ -288,7 +302,7 @@ def _pad_list_rows(rows: list[Any], plan: tuple[Any, ...], threads: int) -> Batc
         _core.checked_cells(count, width, 8)
     mask_view = None
     mask_result = None
-    if from_numpy is not None and cells < _SMALL_CELLS:
+    if from_numpy is not None and cells < _CACHE_CELLS:
         view = np.empty((count, width), ids_type)
         result = from_numpy(view)
         if mask_type is not None:
@@ -365,17 +379,19 @@ def pad_inputs(
     if rows * width >= _SAFE_CELLS:
         _core.checked_cells(rows, width, 8)
     # Small unpinned tensors: numpy allocates and torch wraps, inline (~0.9 us a tensor against
-    # ~2.3 us for torch.empty plus Tensor.numpy(): most of a small batch's time). Such a tensor
-    # owns its memory through the array and cannot grow with Tensor.resize_. Large ones come
-    # from torch.empty, whose allocator here reuses memory where np.empty of a few MiB page-faults
-    # it in afresh on every call (measured 95 us against 2.7 ms for two [4096, 106] int64).
+    # ~2.3 us for torch.empty plus Tensor.numpy(): most of a small batch's time). Larger ones
+    # come from the output cache (_alloc_pt), else (cache off) np.empty below _SMALL_CELLS and
+    # torch.empty above. Whether np.empty or torch.empty of a few hundred KiB and more reuses
+    # warm memory or page-faults it in afresh on every call depends on the process's malloc
+    # state (measured 196 against 738 us for [256, 512] ids + mask): the cache's does not.
+    # Tensors over numpy memory (np.empty or cached) cannot grow with Tensor.resize_.
     from_numpy = None
     alloc = allocate
     if alloc is None:
         if (
             options.return_tensors == "pt"
             and not options.pin_memory
-            and rows * width < _SMALL_CELLS
+            and rows * width < _CACHE_CELLS
         ):
             from_numpy = _torch().from_numpy
         alloc = _allocator(options)
