@@ -16,7 +16,8 @@ import numpy as np
 from . import _core, _ring
 from ._batch import Batch
 from ._expand import AUTO_MIN_SAVED_BYTES, choose_ragged, gather_field, rebuild_index
-from ._options import Inputs, PadOptions, normalize_inputs, resolve_options
+from ._inputs import Inputs, normalize_inputs
+from ._options import PAD_KEYWORDS, PadOptions, check_keywords, resolve_options
 from ._pad import _missing_pad_value, _stack_scalars, pad_inputs
 from ._ring import Layout, Part, PinnedRing, aligned
 
@@ -27,23 +28,9 @@ _INT32_MAX = 2**31 - 1
 # Batches of at least this many padded cells are checked against physical memory first, as
 # `fastpad.pad` does (MemoryError naming the size).
 _SAFE_CELLS = 1 << 22
-# Keyword arguments of `fastpad.pad` a Packer forwards; return_tensors and pin_memory are its own.
-_PAD_KEYWORDS = frozenset(
-    {
-        "padding",
-        "max_length",
-        "truncation",
-        "pad_to_multiple_of",
-        "padding_side",
-        "truncation_side",
-        "return_attention_mask",
-        "pad_token_id",
-        "pad_values",
-        "dtype",
-        "mask_dtype",
-        "threads",
-    }
-)
+# Keyword arguments of `fastpad.pad` a Packer forwards; the tokenizer is given to the Packer,
+# return_tensors and pin_memory are its own.
+_PAD_KEYWORDS = PAD_KEYWORDS - {"tokenizer", "return_tensors", "pin_memory"}
 
 
 @dataclass(frozen=True)
@@ -205,12 +192,7 @@ class Packer:
                 f"fastpad.Packer: ragged_transfer must be True, False or 'auto', got "
                 f"{ragged_transfer!r}"
             )
-        unknown = sorted(set(pad_defaults) - _PAD_KEYWORDS)
-        if unknown:
-            raise TypeError(
-                f"fastpad.Packer: unexpected keyword argument(s) {unknown}; accepted pad options: "
-                f"{sorted(_PAD_KEYWORDS)}"
-            )
+        check_keywords("fastpad.Packer", pad_defaults, _PAD_KEYWORDS)
         if isinstance(stream, str) and stream != "current":
             raise ValueError(
                 f"fastpad.Packer: stream must be None, 'current' or a torch.cuda.Stream, "
@@ -292,29 +274,14 @@ class Packer:
         TypeError, ValueError, OverflowError
             As `fastpad.pad`; also TypeError for an unknown keyword.
         """
-        unknown = sorted(set(pad_kwargs) - _PAD_KEYWORDS)
-        if unknown:
-            raise TypeError(
-                f"fastpad.Packer: unexpected keyword argument(s) {unknown}; accepted pad options: "
-                f"{sorted(_PAD_KEYWORDS)}"
-            )
+        check_keywords("fastpad.Packer", pad_kwargs, _PAD_KEYWORDS)
         kwargs = {**self._defaults, **pad_kwargs}
         threads = kwargs.pop("threads", None)
         inputs = normalize_inputs(encoded_inputs)
         options = resolve_options(
             tokenizer=self.tokenizer,
-            padding=kwargs.get("padding", True),
-            max_length=kwargs.get("max_length"),
-            truncation=kwargs.get("truncation", False),
-            pad_to_multiple_of=kwargs.get("pad_to_multiple_of"),
-            padding_side=kwargs.get("padding_side"),
-            truncation_side=kwargs.get("truncation_side"),
-            return_attention_mask=kwargs.get("return_attention_mask"),
+            **kwargs,
             return_tensors="pt",
-            pad_token_id=kwargs.get("pad_token_id"),
-            pad_values=kwargs.get("pad_values"),
-            dtype=kwargs.get("dtype"),
-            mask_dtype=kwargs.get("mask_dtype"),
             pin_memory=False,  # the packer pins its own ring
             fields=list(inputs.fields),
         )

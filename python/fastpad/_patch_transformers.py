@@ -38,7 +38,8 @@ import numpy as np
 
 from . import _core
 from ._flatten import flatten
-from ._options import Field, Inputs, resolve_options
+from ._inputs import Field, Inputs
+from ._options import resolve_options
 from ._pad import _alloc_np, _torch, pad_inputs
 from ._ragged import Ragged
 

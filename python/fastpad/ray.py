@@ -35,32 +35,17 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
     ) from error
 
 from ._batch import Batch
-from ._options import resolve_options
+from ._options import PAD_KEYWORDS, check_keywords, resolve_options
 from ._packer import Packer
 from ._pad import pad
 from ._ragged import Ragged
 
 __all__ = ["Collate", "Tokenize"]
 
-# `fastpad.pad` options a Collate forwards (return_tensors is always "pt": Ray Data hands torch
-# tensors to the training loop). With device= they go to a Packer, which pins its own ring.
-_PAD_OPTIONS = frozenset(
-    {
-        "padding",
-        "max_length",
-        "truncation",
-        "pad_to_multiple_of",
-        "padding_side",
-        "truncation_side",
-        "return_attention_mask",
-        "pad_token_id",
-        "pad_values",
-        "dtype",
-        "mask_dtype",
-        "pin_memory",
-        "threads",
-    }
-)
+# `fastpad.pad` options a Collate forwards (the tokenizer is its own argument; return_tensors is
+# always "pt": Ray Data hands torch tensors to the training loop). With device= they go to a
+# Packer, which pins its own ring.
+_PAD_OPTIONS = PAD_KEYWORDS - {"tokenizer", "return_tensors"}
 # Tokenizer arguments that would pad or make tensors: Tokenize keeps rows ragged by design.
 _PADDING_ARGUMENTS = frozenset({"padding", "pad_to_multiple_of", "padding_side", "return_tensors"})
 
@@ -194,12 +179,7 @@ class Collate(ArrowBatchCollateFn):  # type: ignore[misc]
         **pad_options: Any,
     ) -> None:
         super().__init__()
-        unknown = sorted(set(pad_options) - _PAD_OPTIONS)
-        if unknown:
-            raise TypeError(
-                f"fastpad.ray.Collate: unexpected keyword argument(s) {unknown}; accepted pad "
-                f"options: {sorted(_PAD_OPTIONS)}"
-            )
+        check_keywords("fastpad.ray.Collate", pad_options, _PAD_OPTIONS)
         if device is not None and "pin_memory" in pad_options:
             raise ValueError(
                 "fastpad.ray.Collate: pin_memory and device= exclude each other (the Packer "
@@ -222,22 +202,15 @@ class Collate(ArrowBatchCollateFn):  # type: ignore[misc]
         if self._tokenizer_name is None:
             # Bad option values fail here, in the driver, not in the first batch of a worker.
             # (pin_memory is checked where the batches are padded, on the machine that pins.)
-            options = {key: value for key, value in self.pad_options.items() if key != "threads"}
-            options.pop("pin_memory", None)
+            options = {
+                key: value
+                for key, value in self.pad_options.items()
+                if key not in ("threads", "pin_memory")
+            }
             resolve_options(
                 tokenizer=self._tokenizer,
-                padding=options.get("padding", True),
-                max_length=options.get("max_length"),
-                truncation=options.get("truncation", False),
-                pad_to_multiple_of=options.get("pad_to_multiple_of"),
-                padding_side=options.get("padding_side"),
-                truncation_side=options.get("truncation_side"),
-                return_attention_mask=options.get("return_attention_mask"),
+                **options,
                 return_tensors="pt",
-                pad_token_id=options.get("pad_token_id"),
-                pad_values=options.get("pad_values"),
-                dtype=options.get("dtype"),
-                mask_dtype=options.get("mask_dtype"),
                 pin_memory=False,
                 fields=[],
             )
