@@ -24,7 +24,8 @@ leaves that entry point alone.
 The package, one module per job:
 
 - `common`: fallback reasons, entry-point names, statistics, transformers' objects, and
-  `wrap_exact`, the wrapper every fast path runs behind;
+  `wrap_exact`, the exact-or-original wrapper of ``tokenizer.pad`` and the collators (the
+  tokenizer call has its own in `tokenizer_call`: it runs the original call first);
 - `convert`: checks and conversions the fast paths share;
 - `fingerprints`: which transformers functions each entry point reproduces, and the
   fingerprints of the tested release;

@@ -1,7 +1,7 @@
 """What every patched entry point shares: fallback reasons, statistics, transformers' objects.
 
-`wrap_exact` is the one wrapper shape: a fast path that returns the result or the reason to run
-transformers' original code, counted per entry point in `COUNTERS`.
+`wrap_exact` is the wrapper of ``tokenizer.pad`` and the collators: a fast path that returns the
+result or the reason to run transformers' original code, counted per entry point in `COUNTERS`.
 """
 
 from __future__ import annotations
