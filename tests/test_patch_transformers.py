@@ -24,6 +24,9 @@ from conftest import tokenizer_path
 
 import fastpad
 from fastpad import _patch_transformers as patch_module
+from fastpad._patch_transformers import common as patch_common
+from fastpad._patch_transformers import fingerprints as patch_fingerprints
+from fastpad._patch_transformers import install as patch_install
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -38,10 +41,12 @@ TOKENS, FLAT = "DataCollatorForTokenClassification", "DataCollatorWithFlattening
 
 
 def _recognised() -> dict[str, bool]:
-    tf = patch_module._load()
+    tf = patch_common.load_transformers()
     if tf is None:
-        return dict.fromkeys(patch_module.ENTRY_POINTS, False)
-    return {entry: not patch_module._unrecognised(entry, tf) for entry in patch_module.ENTRY_POINTS}
+        return dict.fromkeys(patch_common.ENTRY_POINTS, False)
+    return {
+        entry: not patch_fingerprints.unrecognised(entry, tf) for entry in patch_common.ENTRY_POINTS
+    }
 
 
 # Entry points this transformers lets fastpad patch (all four on the tested 5.24.0); tests of
@@ -974,10 +979,10 @@ def test_scoped_patch_nests_and_keeps_a_global_patch() -> None:
 def test_unrecognised_internals_warn_once_and_stay_unpatched(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    known = dict(patch_module.KNOWN_FINGERPRINTS)
+    known = dict(patch_fingerprints.KNOWN_FINGERPRINTS)
     known["DataCollatorWithFlattening.__call__"] = frozenset({"0" * 16})
-    monkeypatch.setattr(patch_module, "KNOWN_FINGERPRINTS", known)
-    monkeypatch.setattr(patch_module, "_WARNED", set())
+    monkeypatch.setattr(patch_fingerprints, "KNOWN_FINGERPRINTS", known)
+    monkeypatch.setattr(patch_install, "_WARNED", set())
     original = transformers.DataCollatorWithFlattening.__dict__["__call__"]
     with pytest.warns(patch_module.PatchWarning, match="DataCollatorWithFlattening left unpatched"):
         status = fastpad.patch_transformers()
@@ -992,13 +997,13 @@ def test_unrecognised_internals_warn_once_and_stay_unpatched(
 
 def test_an_unknown_transformers_layout_patches_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     """Modules fastpad cannot find (another major version): one warning each, nothing patched."""
-    monkeypatch.setattr(patch_module, "_load", lambda: None)
-    monkeypatch.setattr(patch_module, "_WARNED", set())
+    monkeypatch.setattr(patch_install, "load_transformers", lambda: None)
+    monkeypatch.setattr(patch_install, "_WARNED", set())
     originals = [owner.__dict__[name] for _, owner, name in _TARGETS]
     with pytest.warns(patch_module.PatchWarning, match="is not laid out as") as caught:
         status = fastpad.patch_transformers()
-    assert len(caught) == len(patch_module.ENTRY_POINTS)
-    assert status == dict.fromkeys(patch_module.ENTRY_POINTS, False)
+    assert len(caught) == len(patch_common.ENTRY_POINTS)
+    assert status == dict.fromkeys(patch_common.ENTRY_POINTS, False)
     assert [owner.__dict__[name] for _, owner, name in _TARGETS] == originals
 
 
@@ -1012,7 +1017,7 @@ def test_an_outside_wrapper_is_not_recognised(monkeypatch: pytest.MonkeyPatch) -
 
     logged.__wrapped__ = original  # type: ignore[attr-defined]
     monkeypatch.setattr(transformers.PreTrainedTokenizerBase, "pad", logged)
-    monkeypatch.setattr(patch_module, "_WARNED", set())
+    monkeypatch.setattr(patch_install, "_WARNED", set())
     with pytest.warns(patch_module.PatchWarning, match="tokenizer.pad left unpatched"):
         status = fastpad.patch_transformers()
     assert status["tokenizer.pad"] is False

@@ -1,4 +1,8 @@
-"""`Ragged.from_arrow`: Arrow list columns (a `datasets` column) as a `Ragged`, zero-copy."""
+"""`Ragged.from_arrow`: an Arrow list column (a `datasets` column) as values + offsets, zero-copy.
+
+This module returns plain numpy arrays and never imports `Ragged`: `_ragged` imports it (lazily,
+pyarrow being optional), not the other way round.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._ragged import Ragged
-
-__all__ = ["ragged_from_arrow"]
+__all__ = ["arrow_values_offsets"]
 
 _NAME = "fastpad.Ragged.from_arrow"
 
@@ -28,7 +30,11 @@ def _first_null(mask: Any) -> int:
     return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
 
 
-def _from_list_array(pa: Any, array: Any, first_row: int = 0) -> Ragged:
+# (values, offsets): row r is values[offsets[r]:offsets[r + 1]], the layout `Ragged` wraps.
+_Flat = tuple[npt.NDArray[Any], npt.NDArray[Any]]
+
+
+def _from_list_array(pa: Any, array: Any, first_row: int = 0) -> _Flat:
     """One (possibly sliced) List/LargeList/FixedSizeList array; values are never copied.
 
     `first_row` is the index of the array's first row in the whole column (for error messages).
@@ -60,10 +66,10 @@ def _from_list_array(pa: Any, array: Any, first_row: int = 0) -> Ragged:
         column = position - int(offsets[row])
         raise ValueError(f"{_NAME}: row {first_row + row} holds a null token at position {column}")
     values = window.to_numpy(zero_copy_only=True)
-    return Ragged(values, offsets)
+    return values, offsets
 
 
-def _from_chunks(pa: Any, chunks: list[Any], value_type: Any) -> Ragged:
+def _from_chunks(pa: Any, chunks: list[Any], value_type: Any) -> _Flat:
     firsts = np.cumsum([0] + [len(chunk) for chunk in chunks])[:-1]
     parts = [
         _from_list_array(pa, chunk, int(first)) for chunk, first in zip(chunks, firsts, strict=True)
@@ -72,22 +78,24 @@ def _from_chunks(pa: Any, chunks: list[Any], value_type: Any) -> Ragged:
         return parts[0]
     if not parts:
         dtype = np.dtype(value_type.to_pandas_dtype())
-        return Ragged(np.zeros(0, dtype=dtype), np.zeros(1, dtype=np.int64))
+        return np.zeros(0, dtype=dtype), np.zeros(1, dtype=np.int64)
     # Several chunks cannot share one buffer: one copy of the values, offsets shifted per chunk.
-    values = np.concatenate([part.values[: int(part.offsets[-1])] for part in parts])
-    shifts = np.cumsum([0] + [int(part.offsets[-1]) for part in parts[:-1]])
+    values = np.concatenate(
+        [part_values[: int(part_offsets[-1])] for part_values, part_offsets in parts]
+    )
+    shifts = np.cumsum([0] + [int(part_offsets[-1]) for _, part_offsets in parts[:-1]])
     offsets = np.concatenate(
         [np.zeros(1, dtype=np.int64)]
         + [
-            part.offsets[1:].astype(np.int64) + shift
-            for part, shift in zip(parts, shifts, strict=True)
+            part_offsets[1:].astype(np.int64) + shift
+            for (_, part_offsets), shift in zip(parts, shifts, strict=True)
         ]
     )
-    return Ragged(values, offsets)
+    return values, offsets
 
 
-def ragged_from_arrow(array: Any) -> Ragged:
-    """Build a `Ragged` from a pyarrow list column; see `Ragged.from_arrow`."""
+def arrow_values_offsets(array: Any) -> _Flat:
+    """The flat values and offsets of a pyarrow list column; see `Ragged.from_arrow`."""
     pa = _pyarrow()
     if not isinstance(array, pa.Array | pa.ChunkedArray):
         if hasattr(array, "__arrow_c_stream__"):

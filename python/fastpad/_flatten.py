@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from . import _cache, _core
 from ._batch import Batch
-from ._options import Field, normalize_inputs
+from ._inputs import Field, normalize_inputs
 from ._ragged import Ragged
 
 __all__ = ["concat_field", "flatten", "select_fields"]

@@ -1,8 +1,9 @@
 """`fastpad.Packer`: pack batches into a ring of pinned host buffers and copy them to the GPU.
 
-The host buffers (one layout per batch, the pinned ring) are in `fastpad._ring`; the device-side
-rebuild of a ragged transfer is in `fastpad._expand`. This module is the front: options, the
-choice of path per batch, the copy on the copy stream and the views handed out.
+The host buffers (one layout per batch, the pinned ring) are in `fastpad._ring`; the ragged
+transfer's host side (measure, decide, pack flat) is in `fastpad._ragged_transfer` and its
+device-side rebuild in `fastpad._expand`. This module is the front: options, the choice of path
+per batch, the copy on the copy stream, the per-example scalars and the views handed out.
 """
 
 from __future__ import annotations
@@ -11,39 +12,19 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
-
-from . import _core, _ring
+from . import _ring
 from ._batch import Batch
-from ._expand import AUTO_MIN_SAVED_BYTES, choose_ragged, gather_field, rebuild_index
-from ._options import Inputs, PadOptions, normalize_inputs, resolve_options
-from ._pad import _missing_pad_value, _stack_scalars, pad_inputs
+from ._inputs import Inputs, normalize_inputs
+from ._options import PAD_KEYWORDS, PadOptions, check_keywords, resolve_options
+from ._pad import _stack_scalars, pad_inputs
+from ._ragged_transfer import RaggedPlan, expand_outputs, pack_flat, padded_itemsizes, plan_ragged
 from ._ring import Layout, Part, PinnedRing, aligned
 
 __all__ = ["Packer", "PackerStats"]
 
-_ITEMSIZES = {"bool": 1, "int8": 1, "int32": 4, "int64": 8}
-_INT32_MAX = 2**31 - 1
-# Batches of at least this many padded cells are checked against physical memory first, as
-# `fastpad.pad` does (MemoryError naming the size).
-_SAFE_CELLS = 1 << 22
-# Keyword arguments of `fastpad.pad` a Packer forwards; return_tensors and pin_memory are its own.
-_PAD_KEYWORDS = frozenset(
-    {
-        "padding",
-        "max_length",
-        "truncation",
-        "pad_to_multiple_of",
-        "padding_side",
-        "truncation_side",
-        "return_attention_mask",
-        "pad_token_id",
-        "pad_values",
-        "dtype",
-        "mask_dtype",
-        "threads",
-    }
-)
+# Keyword arguments of `fastpad.pad` a Packer forwards; the tokenizer is given to the Packer,
+# return_tensors and pin_memory are its own.
+_PAD_KEYWORDS = PAD_KEYWORDS - {"tokenizer", "return_tensors", "pin_memory"}
 
 
 @dataclass(frozen=True)
@@ -94,31 +75,6 @@ class PackerStats:
 
 def _nbytes(tensor: Any) -> int:
     return int(tensor.numel()) * int(tensor.element_size())
-
-
-def _padded_itemsizes(inputs: Inputs, options: PadOptions) -> list[int]:
-    """Item sizes of the buffers `pad_inputs` allocates, in its order (fields, then the mask)."""
-    sizes = [
-        _ITEMSIZES[options.mask_dtype if key == "attention_mask" else options.dtype]
-        for key, field in inputs.fields.items()
-        if field.kind != "scalars"
-    ]
-    if options.return_attention_mask and "attention_mask" not in inputs.fields:
-        sizes.append(_ITEMSIZES[options.mask_dtype])
-    return sizes
-
-
-@dataclass
-class _RaggedPlan:
-    """A batch measured for a ragged transfer (see `Packer._plan_ragged`)."""
-
-    specs: list[tuple[Any, ...]]  # fields in the order the core packs them (lists, then Ragged)
-    keys: list[str]  # the same order
-    dtypes: dict[str, str]
-    lengths: Any  # int64 input lengths
-    rows: int
-    width: int
-    flat: int  # kept tokens + rows: elements of each field's flat region
 
 
 class Packer:
@@ -205,12 +161,7 @@ class Packer:
                 f"fastpad.Packer: ragged_transfer must be True, False or 'auto', got "
                 f"{ragged_transfer!r}"
             )
-        unknown = sorted(set(pad_defaults) - _PAD_KEYWORDS)
-        if unknown:
-            raise TypeError(
-                f"fastpad.Packer: unexpected keyword argument(s) {unknown}; accepted pad options: "
-                f"{sorted(_PAD_KEYWORDS)}"
-            )
+        check_keywords("fastpad.Packer", pad_defaults, _PAD_KEYWORDS)
         if isinstance(stream, str) and stream != "current":
             raise ValueError(
                 f"fastpad.Packer: stream must be None, 'current' or a torch.cuda.Stream, "
@@ -292,29 +243,14 @@ class Packer:
         TypeError, ValueError, OverflowError
             As `fastpad.pad`; also TypeError for an unknown keyword.
         """
-        unknown = sorted(set(pad_kwargs) - _PAD_KEYWORDS)
-        if unknown:
-            raise TypeError(
-                f"fastpad.Packer: unexpected keyword argument(s) {unknown}; accepted pad options: "
-                f"{sorted(_PAD_KEYWORDS)}"
-            )
+        check_keywords("fastpad.Packer", pad_kwargs, _PAD_KEYWORDS)
         kwargs = {**self._defaults, **pad_kwargs}
         threads = kwargs.pop("threads", None)
         inputs = normalize_inputs(encoded_inputs)
         options = resolve_options(
             tokenizer=self.tokenizer,
-            padding=kwargs.get("padding", True),
-            max_length=kwargs.get("max_length"),
-            truncation=kwargs.get("truncation", False),
-            pad_to_multiple_of=kwargs.get("pad_to_multiple_of"),
-            padding_side=kwargs.get("padding_side"),
-            truncation_side=kwargs.get("truncation_side"),
-            return_attention_mask=kwargs.get("return_attention_mask"),
+            **kwargs,
             return_tensors="pt",
-            pad_token_id=kwargs.get("pad_token_id"),
-            pad_values=kwargs.get("pad_values"),
-            dtype=kwargs.get("dtype"),
-            mask_dtype=kwargs.get("mask_dtype"),
             pin_memory=False,  # the packer pins its own ring
             fields=list(inputs.fields),
         )
@@ -331,7 +267,8 @@ class Packer:
         with self._lock:
             plan = None
             if self.ragged_transfer:
-                plan = self._plan_ragged(padded_inputs, options, scalars, threads)
+                auto = self.ragged_transfer == "auto"
+                plan = plan_ragged(padded_inputs, options, threads, auto=auto)
             if plan is not None:
                 batch = self._ragged(inputs, plan, options, scalars)
                 self._counters["ragged_batches"] += 1
@@ -429,7 +366,7 @@ class Packer:
             return batch
         torch = _ring._torch()
         layout = Layout(self._acquire)
-        itemsizes = _padded_itemsizes(padded_inputs, options)
+        itemsizes = padded_itemsizes(padded_inputs, options)
         parts: dict[int, Part] = {}
         scalar_bytes = self._scalar_bytes(scalars)
 
@@ -447,143 +384,18 @@ class Packer:
         outputs.update(self._scalar_outputs(device_buffer, staged, separate))
         return _ordered(inputs, outputs)
 
-    # -- ragged path ----------------------------------------------------------------------------
-
-    def _plan_ragged(
-        self,
-        padded_inputs: Inputs,
-        options: PadOptions,
-        scalars: dict[str, Any],
-        threads: int | None,
-    ) -> _RaggedPlan | None:
-        """Measure the batch for a ragged transfer; None when the padded path takes it.
-
-        Checks the input as `pad_inputs` does, in its order, so both paths raise alike.
-        """
-        lists: list[tuple[Any, ...]] = []
-        arrays: list[tuple[Any, ...]] = []
-        list_keys: list[str] = []
-        array_keys: list[str] = []
-        for key, field in padded_inputs.fields.items():
-            if field.kind == "rows":
-                lists.append((key, 0, field.data))
-                list_keys.append(key)
-            else:
-                arrays.append((key, 1, field.data.values, field.data.offsets))
-                array_keys.append(key)
-        if not lists and not arrays:
-            raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
-        keys = [key for key in padded_inputs.fields if key in list_keys or key in array_keys]
-        for key in keys:
-            if key not in options.pad_values:
-                raise _missing_pad_value(key)
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-        ):
-            raise ValueError(f"fastpad.pad: threads must be a positive int, got {threads!r}")
-        # measure() in the fields' order, as pad_inputs calls it: the same errors first.
-        specs_in_order = [
-            (key, 0, padded_inputs.fields[key].data)
-            if padded_inputs.fields[key].kind == "rows"
-            else (
-                key,
-                1,
-                padded_inputs.fields[key].data.values,
-                padded_inputs.fields[key].data.offsets,
-            )
-            for key in keys
-        ]
-        lengths, width = _core.measure(
-            specs_in_order,
-            options.padding,
-            options.max_length,
-            options.truncate,
-            options.multiple_of,
-        )
-        rows = int(lengths.shape[0])
-        if rows * width >= _SAFE_CELLS:
-            _core.checked_cells(rows, width, 8)
-        kept = int((np.minimum(lengths, options.max_length) if options.truncate else lengths).sum())
-        flat = kept + rows
-        dtypes = {
-            key: options.mask_dtype if key == "attention_mask" else options.dtype for key in keys
-        }
-        if options.dtype == "int32" and flat + width > _INT32_MAX:
-            return None  # the row layout would not fit the int32 buffer
-        if self.ragged_transfer == "auto":
-            padded_bytes = rows * width * sum(_padded_itemsizes(padded_inputs, options))
-            flat_bytes = flat * sum(_ITEMSIZES[dtypes[key]] for key in keys)
-            flat_bytes += 2 * rows * _ITEMSIZES[options.dtype]
-            if not choose_ragged(padded_bytes, flat_bytes, AUTO_MIN_SAVED_BYTES):
-                return None
-        # The core packs list fields, then Ragged ones (as pack does): the same first error.
-        return _RaggedPlan(
-            specs=lists + arrays,
-            keys=list_keys + array_keys,
-            dtypes=dtypes,
-            lengths=lengths,
-            rows=rows,
-            width=width,
-            flat=flat,
-        )
+    # -- ragged path (host and device sides in fastpad._ragged_transfer) ------------------------
 
     def _ragged(
-        self, inputs: Inputs, plan: _RaggedPlan, options: PadOptions, scalars: dict[str, Any]
+        self, inputs: Inputs, plan: RaggedPlan, options: PadOptions, scalars: dict[str, Any]
     ) -> Batch:
-        torch = _ring._torch()
-        buffer_dtype = getattr(torch, options.dtype)
-        rows, flat = plan.rows, plan.flat
-        # The first field of the buffer's dtype sits at element 0, so its gather needs no offset;
-        # the row layout follows, then the other fields.
-        first = next((key for key in plan.keys if plan.dtypes[key] == options.dtype), None)
-        order = ([first] if first is not None else []) + [key for key in plan.keys if key != first]
         layout = Layout(self._acquire)
-        layout.reserve(
-            sum(aligned(flat * _ITEMSIZES[plan.dtypes[key]]) for key in plan.keys)
-            + aligned(2 * rows * _ITEMSIZES[options.dtype])
-            + self._scalar_bytes(scalars)
-        )
-        parts: dict[str, Part] = {}
-        meta: Part | None = None
-        for key in order:
-            parts[key] = layout.take(getattr(torch, plan.dtypes[key]), (flat,))
-            if key == first:
-                meta = layout.take(buffer_dtype, (2 * rows,))
-        if meta is None:
-            meta = layout.take(buffer_dtype, (2 * rows,))
-        _core.pack_ragged(
-            plan.specs,
-            [layout.numpy_view(parts[key]) for key in plan.keys],
-            [options.pad_values[key] for key in plan.keys],
-            plan.lengths,
-            layout.numpy_view(meta),
-            plan.width,
-            options.max_length if options.truncate else -1,
-            options.pad_left,
-            options.truncate_left,
-        )
+        parts, meta = pack_flat(layout, plan, options, self._scalar_bytes(scalars))
         staged, separate = self._stage_scalars(layout, scalars)
 
         # Copy, then rebuild on the consumer stream (no host synchronization).
-        device_buffer = self._to_device(layout, buffer_dtype)
-        index, keep = rebuild_index(
-            device_buffer,
-            rows,
-            plan.width,
-            meta.offset // _ITEMSIZES[options.dtype],
-            pad_left=options.pad_left,
-        )
-        outputs: dict[str, Any] = {}
-        for key in plan.keys:
-            if key == "attention_mask" and not options.return_attention_mask:
-                continue  # packed (so bad values raise as in `fastpad.pad`), not returned
-            part = parts[key]
-            outputs[key] = gather_field(
-                device_buffer, index, part.dtype, part.offset // int(part.dtype.itemsize)
-            )
-        if options.return_attention_mask and "attention_mask" not in plan.keys:
-            mask_dtype = getattr(torch, options.mask_dtype)
-            outputs["attention_mask"] = keep if mask_dtype == torch.bool else keep.to(mask_dtype)
+        device_buffer = self._to_device(layout, getattr(_ring._torch(), options.dtype))
+        outputs = expand_outputs(device_buffer, plan, options, parts, meta)
         outputs.update(self._scalar_outputs(device_buffer, staged, separate))
         return _ordered(inputs, outputs)
 

@@ -11,14 +11,9 @@ import numpy as np
 
 from . import _cache, _core
 from ._batch import Batch
-from ._options import (
-    Inputs,
-    PadOptions,
-    normalize_inputs,
-    python_scalars,
-    resolve_options,
-    stack_scalars,
-)
+from ._inputs import Inputs, normalize_inputs
+from ._options import PadOptions, resolve_options
+from ._scalars import python_scalars, stack_scalars
 
 __all__ = ["Allocator", "default_threads", "pad", "pad_inputs"]
 

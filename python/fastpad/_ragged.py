@@ -111,9 +111,9 @@ class Ragged:
         ValueError
             A null row or a null token (row named).
         """
-        from ._arrow import ragged_from_arrow
+        from ._arrow import arrow_values_offsets  # pyarrow is optional: imported on use
 
-        return ragged_from_arrow(array)
+        return cls(*arrow_values_offsets(array))
 
     @property
     def lengths(self) -> npt.NDArray[np.int64]:

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from . import _core
 from ._batch import Batch
 from ._flatten import concat_field
-from ._options import normalize_inputs
+from ._inputs import normalize_inputs
 from ._pad import pad
 from ._ragged import Ragged
 

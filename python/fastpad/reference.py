@@ -10,21 +10,14 @@ from __future__ import annotations
 
 import numbers
 import operator
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from ._batch import Batch
-from ._options import (
-    Field,
-    Inputs,
-    PadOptions,
-    normalize_inputs,
-    python_scalars,
-    resolve_options,
-    stack_scalars,
-)
+from ._inputs import Field, Inputs, normalize_inputs
+from ._options import PAD_KEYWORDS, PadOptions, check_keywords, resolve_options
+from ._scalars import python_scalars, stack_scalars
 
 __all__ = ["pad", "pad_inputs"]
 
@@ -253,54 +246,36 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
     return batch
 
 
-def pad(
-    encoded_inputs: Any,
-    *,
-    tokenizer: Any = None,
-    padding: bool | str = True,
-    max_length: int | None = None,
-    truncation: bool | str = False,
-    pad_to_multiple_of: int | None = None,
-    padding_side: Literal["left", "right"] | None = None,
-    truncation_side: Literal["left", "right"] | None = None,
-    return_attention_mask: bool | None = None,
-    return_tensors: Literal["pt", "np"] = "pt",
-    pad_token_id: int | None = None,
-    pad_values: Mapping[str, int] | None = None,
-    dtype: Any = None,
-    mask_dtype: Any = None,
-    pin_memory: bool | None = None,
-) -> Batch:
+# Every keyword of `fastpad.pad` but threads (the reference writes its cells in one thread).
+_KEYWORDS = PAD_KEYWORDS - {"threads"}
+
+
+def pad(encoded_inputs: Any, **options: Any) -> Batch:
     """Pure-Python `fastpad.pad`: same arguments, same results, about 100x slower.
+
+    The inputs and options are checked by the same code as in `fastpad.pad` (`fastpad._inputs`,
+    `fastpad._options`); only the padding itself is written independently, in Python.
 
     Parameters
     ----------
-    encoded_inputs, tokenizer, padding, max_length, truncation, pad_to_multiple_of,
-    padding_side, truncation_side, return_attention_mask, return_tensors, pad_token_id,
-    pad_values, dtype, mask_dtype, pin_memory
+    encoded_inputs : list, Ragged, array, Mapping or list of Mapping
         As in `fastpad.pad`.
+    **options
+        The keyword arguments of `fastpad.pad` but `threads`: ``tokenizer``, ``padding``,
+        ``max_length``, ``truncation``, ``pad_to_multiple_of``, ``padding_side``,
+        ``truncation_side``, ``return_attention_mask``, ``return_tensors``, ``pad_token_id``,
+        ``pad_values``, ``dtype``, ``mask_dtype``, ``pin_memory``, with the same defaults.
 
     Returns
     -------
     Batch
         Equal to what `fastpad.pad` returns for the same call.
+
+    Raises
+    ------
+    TypeError
+        An unknown keyword, and as `fastpad.pad`.
     """
+    check_keywords("fastpad.reference.pad", options, _KEYWORDS)
     inputs = normalize_inputs(encoded_inputs)
-    options = resolve_options(
-        tokenizer=tokenizer,
-        padding=padding,
-        max_length=max_length,
-        truncation=truncation,
-        pad_to_multiple_of=pad_to_multiple_of,
-        padding_side=padding_side,
-        truncation_side=truncation_side,
-        return_attention_mask=return_attention_mask,
-        return_tensors=return_tensors,
-        pad_token_id=pad_token_id,
-        pad_values=pad_values,
-        dtype=dtype,
-        mask_dtype=mask_dtype,
-        pin_memory=pin_memory,
-        fields=list(inputs.fields),
-    )
-    return pad_inputs(inputs, options)
+    return pad_inputs(inputs, resolve_options(**options, fields=list(inputs.fields)))

@@ -1,0 +1,215 @@
+"""The fast paths of ``DataCollatorForTokenClassification`` and ``DataCollatorWithFlattening``."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from .._flatten import flatten
+from .._inputs import Field, Inputs
+from .._options import resolve_options
+from .._pad import pad_inputs
+from . import common
+from .common import FLATTENING, TOKEN_CLASSIFICATION, wrap_exact
+from .convert import allocator, bind, is_int_vector, vector_rows
+
+__all__ = ["wrap_flattening", "wrap_token_classification"]
+
+
+# --------------------------------------------------------------------------------------------
+# DataCollatorForTokenClassification
+# --------------------------------------------------------------------------------------------
+
+
+def _token_classification_reason(collator: Any, features: Any, kind: str) -> str | None:
+    tf = common.TF
+    assert tf is not None
+    if type(features) not in (list, tuple):
+        return "input_type"
+    if not features:
+        return "empty_batch"
+    if any(type(feature) not in (dict, tf.BatchEncoding) for feature in features):
+        return "input_type"
+    pad_id = collator.label_pad_token_id
+    if type(pad_id) is not int:
+        return "option"
+    first = features[0]
+    label_name = "label" if "label" in first else "labels"
+    if label_name in first:
+        labels = [feature[label_name] for feature in features]
+        if not (
+            _core.exact_int_lists(labels)
+            or all(is_int_vector(label, allow_tensor=kind == "pt") for label in labels)
+        ):
+            return "input_type"
+    return None
+
+
+def _token_classification(collator: Any, features: Any, kind: str) -> Any:
+    """`torch_call` / `numpy_call` with the labels packed by the core (checked inputs)."""
+    tf = common.TF
+    assert tf is not None
+    # The original's steps, in its order: split the labels off, pad the rest with tokenizer.pad.
+    label_name = "label" if "label" in features[0] else "labels"
+    labels = [feature[label_name] for feature in features] if label_name in features[0] else None
+    no_labels_features = [
+        {key: value for key, value in feature.items() if key != label_name} for feature in features
+    ]
+    batch = tf.data_collator.pad_without_fast_tokenizer_warning(
+        collator.tokenizer,
+        no_labels_features,
+        padding=collator.padding,
+        max_length=collator.max_length,
+        pad_to_multiple_of=collator.pad_to_multiple_of,
+        return_tensors=kind,
+    )
+    if labels is None:
+        return batch
+    ids = batch["input_ids"]
+    sequence_length = ids.shape[1] if kind == "pt" else np.array(ids).shape[1]
+    side = "right" if collator.tokenizer.padding_side == "right" else "left"
+    options = resolve_options(
+        padding="max_length",
+        max_length=int(sequence_length),
+        padding_side=side,
+        return_attention_mask=False,
+        return_tensors=kind,
+        pad_values={label_name: collator.label_pad_token_id},
+        pin_memory=False,
+        fields=[label_name],
+    )
+    # A label longer than the batch raises here (transformers then decides what it does).
+    field = Field("rows", labels) if _core.exact_int_lists(labels) else vector_rows(labels)
+    if field is None:
+        raise TypeError("labels mix arrays and tensors")  # checked before: not reached
+    padded = pad_inputs(
+        Inputs(fields={label_name: field}, rows=len(labels)),
+        options,
+        allocate=allocator(kind),
+    )
+    batch[label_name] = padded[label_name]
+    return batch
+
+
+def _fast_token_classification(
+    collator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str
+) -> Any:
+    """The result of ``torch_call`` / ``numpy_call``, or the fallback reason (a str)."""
+    bound = bind(args, kwargs, ("features",), {})
+    if bound is None:
+        return "arguments"
+    features = bound["features"]
+    reason = _token_classification_reason(collator, features, kind)
+    if reason is not None:
+        return reason
+    return _token_classification(collator, features, kind)
+
+
+def wrap_token_classification(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
+    fast = functools.partial(_fast_token_classification, kind=kind)
+    return wrap_exact(original, TOKEN_CLASSIFICATION, fast)
+
+
+# --------------------------------------------------------------------------------------------
+# DataCollatorWithFlattening
+# --------------------------------------------------------------------------------------------
+
+_FLATTENING_KEYS = (
+    ("_int_64_keys", {"labels", "position_ids", "input_ids"}),
+    ("_batch_dim_keys", {"labels", "position_ids", "input_ids", "seq_idx"}),
+    ("_py_int_keys", {"max_length_q", "max_length_k"}),
+)
+
+
+_FLATTENING_NAMES = ("features", "return_tensors", "separator_id")
+_FLATTENING_DEFAULTS: dict[str, Any] = {"return_tensors": None, "separator_id": None}
+
+
+def _rows(column: list[Any]) -> Any:
+    """Lists of exact ints (transformers concatenates them with `+`), or 1-D integer
+    arrays/tensors (it calls `tolist()` on them), as `flatten` takes them; else None."""
+    if _core.exact_int_lists(column):
+        return column
+    if all(is_int_vector(row) for row in column):
+        field = vector_rows(column)
+        if field is not None:
+            return field.data
+    return None
+
+
+def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id: Any) -> Any:
+    """The collator's result, or the fallback reason (a str)."""
+    tf = common.TF
+    assert tf is not None
+    if return_tensors is None:
+        return_tensors = collator.return_tensors
+    if separator_id is None:
+        separator_id = collator.separator_id
+    kind = return_tensors if type(return_tensors) is str else None
+    if kind not in ("pt", "np"):
+        return "return_tensors"
+    flags = (
+        collator.return_position_ids,
+        collator.return_flash_attn_kwargs,
+        collator.return_seq_idx,
+    )
+    if (
+        type(separator_id) is not int
+        or type(collator.position_ids_start) is not int
+        or any(flag is not True and flag is not False for flag in flags)
+        or any(getattr(collator, name, None) != keys for name, keys in _FLATTENING_KEYS)
+    ):
+        return "option"
+    if type(features) not in (list, tuple):
+        return "input_type"
+    if any(type(feature) not in (dict, tf.BatchEncoding) for feature in features):
+        return "input_type"
+    ids = [feature["input_ids"] for feature in features]
+    if _rows(ids) is None:
+        return "input_type"
+    # transformers drops the examples without tokens first, labels and all.
+    kept = [feature for feature, row in zip(features, ids, strict=True) if len(row) > 0]
+    if not kept:
+        return "empty_batch"  # transformers raises its ValueError
+    columns: dict[str, Any] = {"input_ids": _rows([feature["input_ids"] for feature in kept])}
+    if "labels" in kept[0]:
+        columns["labels"] = _rows([feature["labels"] for feature in kept])
+        if columns["labels"] is None:
+            return "input_type"
+    batch = flatten(
+        columns,
+        return_position_ids=collator.return_position_ids,
+        return_flash_attn_kwargs=collator.return_flash_attn_kwargs,
+        return_seq_idx=collator.return_seq_idx,
+        separator_id=separator_id,
+        position_ids_start=collator.position_ids_start,
+        return_tensors="pt" if kind == "pt" else "np",
+    )
+    # A plain dict of arrays that own their memory, as transformers builds them.
+    result: dict[str, Any] = {}
+    for key, value in batch.items():
+        if isinstance(value, int):
+            result[key] = value
+        elif kind == "np":
+            result[key] = np.array(value)
+        else:
+            # torch.tensor's layout: [1, N] with strides (N, 1), fresh resizable storage.
+            result[key] = value.clone(memory_format=sys.modules["torch"].contiguous_format)
+    return result
+
+
+def _fast_flattening(collator: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The result of the collator call, or the fallback reason (a str)."""
+    bound = bind(args, kwargs, _FLATTENING_NAMES, _FLATTENING_DEFAULTS)
+    if bound is None:
+        return "arguments"
+    return _flattening(collator, **bound)
+
+
+def wrap_flattening(original: Callable[..., Any]) -> Callable[..., Any]:
+    return wrap_exact(original, FLATTENING, _fast_flattening)

@@ -1,0 +1,230 @@
+"""Installing and removing the wrappers, and the public callables that do it.
+
+`patch_transformers` (with its statistics), `unpatch_transformers` and `transformers_patched`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .collators import wrap_flattening, wrap_token_classification
+from .common import (
+    CALL,
+    COUNTERS,
+    ENTRY_POINTS,
+    FALLBACK_REASONS,
+    PAD,
+    TOKEN_CLASSIFICATION,
+    PatchWarning,
+    Transformers,
+    load_transformers,
+)
+from .fingerprints import unrecognised
+from .tokenizer_call import CALL_METHODS, wrap_call
+from .tokenizer_pad import PAD_METHODS, wrap_pad
+
+__all__ = ["patch_transformers", "transformers_patched", "unpatch_transformers"]
+
+
+@dataclass
+class _Installed:
+    owner: type
+    name: str
+    original: Any  # the owner's own attribute before patching
+    wrapper: Any
+
+
+_LOCK = threading.RLock()
+_INSTALLED: dict[str, list[_Installed]] = {}
+_WARNED: set[str] = set()
+_GLOBAL = False  # patch_transformers() was called (and no unpatch_transformers() since)
+_SCOPES = 0  # transformers_patched() blocks currently open
+
+
+def _targets(entry: str, tf: Transformers) -> list[tuple[type, str, Callable[[Any], Any]]]:
+    if entry == PAD:
+        return [(tf.base, "pad", wrap_pad)]
+    if entry == CALL:
+        return [(tf.base, "__call__", wrap_call)]
+    if entry == TOKEN_CLASSIFICATION:
+        return [
+            (tf.token_classification, "torch_call", lambda f: wrap_token_classification(f, "pt")),
+            (tf.token_classification, "numpy_call", lambda f: wrap_token_classification(f, "np")),
+        ]
+    return [(tf.flattening, "__call__", wrap_flattening)]
+
+
+def _warn_once(entry: str, message: str) -> None:
+    if entry not in _WARNED:
+        _WARNED.add(entry)
+        warnings.warn(
+            f"fastpad.patch_transformers: {entry} left unpatched: {message}",
+            PatchWarning,
+            stacklevel=4,
+        )
+
+
+def _install() -> dict[str, bool]:
+    tf = load_transformers()
+    if tf is None:
+        import transformers
+
+        for entry in ENTRY_POINTS:
+            _warn_once(
+                entry,
+                f"transformers {transformers.__version__} is not laid out as the versions "
+                "fastpad was tested with (5.24.0)",
+            )
+        return dict.fromkeys(ENTRY_POINTS, False)
+    status: dict[str, bool] = {}
+    for entry in ENTRY_POINTS:
+        if entry in _INSTALLED:
+            status[entry] = True
+            continue
+        unknown = unrecognised(entry, tf)
+        if unknown:
+            _warn_once(
+                entry,
+                f"transformers {tf.version}'s {', '.join(unknown)} differ from the versions "
+                "fastpad was tested with (5.24.0)",
+            )
+            status[entry] = False
+            continue
+        # The methods a tokenizer must not override for the fast path (recognised: present).
+        if entry == PAD and not PAD_METHODS:
+            for name in ("_pad", "_get_padding_truncation_strategies"):
+                PAD_METHODS[name] = tf.base.__dict__[name]
+        if entry == CALL and not CALL_METHODS:
+            for name in ("_encode_plus", "_convert_encoding"):
+                CALL_METHODS[name] = tf.backend.__dict__[name]
+        installed = []
+        for owner, name, wrap in _targets(entry, tf):
+            original = owner.__dict__[name]
+            wrapper = wrap(original)
+            setattr(owner, name, wrapper)
+            installed.append(_Installed(owner, name, original, wrapper))
+        _INSTALLED[entry] = installed
+        status[entry] = True
+    return status
+
+
+def _uninstall() -> None:
+    for entry in list(_INSTALLED):
+        for item in _INSTALLED.pop(entry):
+            # Restore only our own wrapper: a later patch by someone else stays in place.
+            if item.owner.__dict__.get(item.name) is item.wrapper:
+                setattr(item.owner, item.name, item.original)
+
+
+class _PatchTransformers:
+    """The `fastpad.patch_transformers` callable, with its statistics."""
+
+    #: Why a call ran transformers' original code: reason -> explanation (as `stats` counts).
+    REASONS = FALLBACK_REASONS
+
+    def __call__(self) -> dict[str, bool]:
+        """Route transformers' padding paths through fastpad, with the same results.
+
+        Patches ``PreTrainedTokenizerBase.pad`` (so also ``DataCollatorWithPadding``), the
+        tokenizer call with ``return_tensors="pt"``/``"np"``,
+        ``DataCollatorForTokenClassification`` and ``DataCollatorWithFlattening``. Calls the
+        fast paths do not reproduce exactly run transformers' original code. Idempotent and
+        thread-safe; undone by `unpatch_transformers`.
+
+        Returns
+        -------
+        dict of str to bool
+            Per entry point, whether it is patched. An entry point whose transformers code
+            fastpad does not recognise stays unpatched (with one `PatchWarning`).
+
+        Raises
+        ------
+        ImportError
+            transformers is not installed.
+
+        Examples
+        --------
+        >>> import fastpad
+        >>> fastpad.patch_transformers()  # doctest: +SKIP
+        {'tokenizer.pad': True, 'tokenizer.__call__': True, ...}
+        >>> fastpad.patch_transformers.stats()["tokenizer.pad"]  # doctest: +SKIP
+        {'fast': 0, 'fallback': 0, 'reasons': {}}
+        """
+        global _GLOBAL
+        with _LOCK:
+            status = _install()
+            _GLOBAL = True
+            return status
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Calls that took the fast path and calls that fell back, by reason.
+
+        Returns
+        -------
+        dict
+            ``{entry point: {"fast": n, "fallback": n, "reasons": {reason: n}}}`` for
+            ``tokenizer.pad``, ``tokenizer.__call__``, ``DataCollatorForTokenClassification``
+            and ``DataCollatorWithFlattening``; the reasons are those of `FALLBACK_REASONS`.
+        """
+        return COUNTERS.snapshot()
+
+    def reset_stats(self) -> None:
+        """Set every count of `stats` back to zero."""
+        COUNTERS.reset()
+
+    def is_patched(self) -> dict[str, bool]:
+        """Per entry point, whether it is patched now."""
+        with _LOCK:
+            return {entry: entry in _INSTALLED for entry in ENTRY_POINTS}
+
+
+patch_transformers = _PatchTransformers()
+
+
+def unpatch_transformers() -> None:
+    """Restore every attribute `patch_transformers` replaced to its original object.
+
+    Idempotent and thread-safe; also ends the effect of open `transformers_patched` blocks.
+    Does nothing when transformers was never patched.
+    """
+    global _GLOBAL, _SCOPES
+    with _LOCK:
+        _GLOBAL = False
+        _SCOPES = 0
+        _uninstall()
+
+
+@contextlib.contextmanager
+def transformers_patched() -> Iterator[dict[str, bool]]:
+    """Patch transformers for the duration of a ``with`` block.
+
+    Blocks nest and may overlap across threads: transformers stays patched while any block is
+    open or `patch_transformers` was called.
+
+    Yields
+    ------
+    dict of str to bool
+        Per entry point, whether it is patched (as `patch_transformers` returns).
+
+    Examples
+    --------
+    >>> with fastpad.transformers_patched():  # doctest: +SKIP
+    ...     batch = tokenizer.pad(features, return_tensors="pt")
+    """
+    global _SCOPES
+    with _LOCK:
+        status = _install()
+        _SCOPES += 1
+    try:
+        yield status
+    finally:
+        with _LOCK:
+            if _SCOPES > 0:
+                _SCOPES -= 1
+            if _SCOPES == 0 and not _GLOBAL:
+                _uninstall()
