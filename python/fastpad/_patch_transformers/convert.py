@@ -11,7 +11,7 @@ import numpy as np
 
 from .. import _core
 from .._inputs import Field
-from .._pad import _alloc_np, _torch
+from .._pad import _torch
 from .._ragged import Ragged
 from . import common
 
@@ -66,8 +66,15 @@ def alloc_torch(rows: int, width: int, dtype: str) -> tuple[Any, Any]:
     return tensor, np.frombuffer(memoryview(memory), dtype=dtype).reshape(rows, width)
 
 
+def alloc_numpy(rows: int, width: int, dtype: str) -> tuple[Any, Any]:
+    """A fresh array that owns its memory, as transformers' ``np.array`` gives (not a block of
+    fastpad's output cache, whose arrays do not own their data)."""
+    array = np.empty((rows, width), dtype=dtype)
+    return array, array
+
+
 def allocator(kind: str) -> Callable[[int, int, str], tuple[Any, Any]]:
-    return _alloc_np if kind == "np" else alloc_torch
+    return alloc_numpy if kind == "np" else alloc_torch
 
 
 def is_int_vector(row: Any, allow_tensor: bool = True) -> bool:
