@@ -57,8 +57,8 @@ PYBIND11_MODULE(_core, module) {
              "Write the rows of a list field back to back into a 1-D int64 array of their total "
              "length.");
   module.def("plan_batches", &bind::plan_batches, py::arg("lengths"), py::arg("max_tokens"),
-             py::arg("max_batch_size"), py::arg("multiple_of"), py::arg("sort"),
-             py::arg("shuffle"), py::arg("seed"),
+             py::arg("max_batch_size"), py::arg("multiple_of"), py::arg("sort"), py::arg("shuffle"),
+             py::arg("seed"),
              "Token-budget batches: (order, bounds); batch b is order[bounds[b]:bounds[b + 1]].");
 
   // Ragged transfer (issue 15).

@@ -100,9 +100,9 @@ py::object cached_empty(py::ssize_t rows, py::ssize_t width, const py::dtype& dt
   Py_intptr_t shape[2] = {rows, width};
   // PyArray_NewFromDescr steals the descriptor reference, PyArray_SetBaseObject the base's (both
   // also on failure).
-  PyObject* array = api.PyArray_NewFromDescr_(api.PyArray_Type_, dtype.inc_ref().ptr(), 2, shape,
-                                              nullptr, block,
-                                              py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr);
+  PyObject* array =
+      api.PyArray_NewFromDescr_(api.PyArray_Type_, dtype.inc_ref().ptr(), 2, shape, nullptr, block,
+                                py::detail::npy_api::NPY_ARRAY_WRITEABLE_, nullptr);
   if (array == nullptr) throw py::error_already_set();
   py::object result = py::reinterpret_steal<py::object>(array);
   if (api.PyArray_SetBaseObject_(array, owner.release().ptr()) != 0) throw py::error_already_set();

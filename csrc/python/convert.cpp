@@ -75,8 +75,8 @@ void bad_row(const std::string& field, Py_ssize_t row, PyObject* object) {
   fail(ErrorKind::Type, message.str());
 }
 
-void borrow_array_row(PyObject* object, const std::string& field, Py_ssize_t row,
-                      IntVector* vector, py::object* converted) {
+void borrow_array_row(PyObject* object, const std::string& field, Py_ssize_t row, IntVector* vector,
+                      py::object* converted) {
   if (borrow_int_vector(object, row_role(field, row), vector)) return;
   *converted = as_array_or_none(object);
   if (converted->is_none() || !borrow_int_vector(converted->ptr(), row_role(field, row), vector)) {
@@ -111,7 +111,8 @@ std::int64_t unbox_general(PyObject* item, const std::string& field, Py_ssize_t 
   Message message;
   message << "fastpad: " << row_role(field, row) << ": token at position " << column << " is ";
   if (is_sequence || PyObject_CheckBuffer(item)) {
-    message << "a " << type_name(item) << "; rows must be flat sequences of ints (nesting too deep)";
+    message << "a " << type_name(item)
+            << "; rows must be flat sequences of ints (nesting too deep)";
   } else {
     message << "a " << type_name(item) << " (" << py::repr(item).cast<std::string>()
             << "); token ids must be ints";
@@ -160,7 +161,7 @@ void parse_field(const py::handle& spec, Field* field) {
       field->offsets.type != Scalar::UInt32 && field->offsets.type != Scalar::UInt64) {
     fail(ErrorKind::Type, "fastpad: offsets of '" + field->name + "' must be int32 or int64");
   }
-  field->view = RaggedView{field->values.data,  field->values.type, field->values.size,
+  field->view = RaggedView{field->values.data,  field->values.type,  field->values.size,
                            field->offsets.data, field->offsets.type, field->offsets.size - 1};
 }
 

@@ -16,6 +16,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <utility>
 
@@ -91,8 +92,8 @@ std::string row_role(const std::string& field, Py_ssize_t row);
 // Borrows row `row` of `field` that is not a list or tuple: its own contiguous buffer, else
 // numpy's contiguous copy of it, which is stored in *converted (left empty when no copy was made)
 // and must outlive *vector's use. Any other object is bad_row.
-void borrow_array_row(PyObject* object, const std::string& field, Py_ssize_t row,
-                      IntVector* vector, py::object* converted);
+void borrow_array_row(PyObject* object, const std::string& field, Py_ssize_t row, IntVector* vector,
+                      py::object* converted);
 
 // The value of an exact Python int small enough to be read straight from its digits (|value| <
 // 2**60 before 3.12, < 2**30 from 3.12 on); false for anything else, which takes the general path.
@@ -109,9 +110,14 @@ inline bool compact_int(PyObject* item, std::int64_t* value) {
   // |Py_SIZE|, its sign the sign of the value; two digits always fit an int64.
   static_assert(2 * PyLong_SHIFT < 63, "two digits must fit an int64");
   const digit* digits = reinterpret_cast<PyLongObject*>(item)->ob_digit;
-  switch (Py_SIZE(item)) {
+  const Py_ssize_t size = Py_SIZE(item);
+  // One positive digit first: the token ids of every vocabulary (below 2**30) take this branch.
+  if (size == 1) {
+    *value = static_cast<std::int64_t>(digits[0]);
+    return true;
+  }
+  switch (size) {
     case 0: *value = 0; return true;
-    case 1: *value = static_cast<std::int64_t>(digits[0]); return true;
     case -1: *value = -static_cast<std::int64_t>(digits[0]); return true;
     case 2:
       *value = static_cast<std::int64_t>(digits[0]) |
@@ -141,9 +147,9 @@ inline std::int64_t unbox(PyObject* item, const std::string& field, Py_ssize_t r
 // One field of a batch as the Python layer hands it over.
 struct Field {
   std::string name;
-  py::object rows;     // list/tuple of rows (kind == 0)
-  IntVector values;    // ragged values (kind == 1)
-  IntVector offsets;   // ragged offsets (kind == 1)
+  py::object rows;    // list/tuple of rows (kind == 0)
+  IntVector values;   // ragged values (kind == 1)
+  IntVector offsets;  // ragged offsets (kind == 1)
   bool ragged = false;
   RaggedView view{};
 };
@@ -179,60 +185,74 @@ std::pair<char*, Scalar> borrow_flat_output(PyObject* object, Buffer* buffer,
 std::int64_t* borrow_int64_output(PyObject* object, Buffer* buffer, const char* operation,
                                   std::int64_t size);
 
-// Writes the kept tokens [src_begin, src_begin + count) of the list or tuple `object`, row `row`
-// of `field` measured at `length` tokens, to `destination` (elements of `type`), range-checked:
-// Error(Overflow) names the row. A token that is not a compact int may run Python code that
-// resizes the row, so after such a token the row's length is re-checked (Error(Value)) and its
-// item array re-read before the next read; compact ints run no Python code, so the item array
-// stays valid across them. The caller holds a strong reference to `object`.
-inline void write_list_tokens(PyObject* object, const Field& field, Py_ssize_t row,
-                              std::int64_t length, std::int64_t src_begin, std::int64_t count,
-                              char* destination, Scalar type) {
+// Unboxes the kept tokens [src_begin, src_begin + count) of the list or tuple `object`, row `row`
+// of `field` measured at `length` tokens, handing each to store(i, value), which returns false
+// when the value does not fit the output: then Error(Overflow) names the row. A token that is not
+// a compact int may run Python code (__index__) that resizes the row: after such a token, and
+// before the next read, the row's length is re-checked (Error(Value)) and its item array re-read.
+// Compact ints run no Python code, so the item array stays valid across them and the loop over
+// them is a type check, a digit read and a store. The caller holds a strong reference to `object`.
+template <class Store>
+inline void unbox_tokens(PyObject* object, const Field& field, Py_ssize_t row, std::int64_t length,
+                         std::int64_t src_begin, std::int64_t count, Scalar type, Store&& store) {
   auto changed = [&]() {
     fail(ErrorKind::Value,
          "fastpad: " + row_role(field.name, row) + " changed length while it was being packed");
   };
   if (PySequence_Fast_GET_SIZE(object) != length) changed();
   PyObject** items = PySequence_Fast_ITEMS(object) + src_begin;
-  bool reread = false;
-  auto next = [&](std::int64_t i) {
-    if (reread) {
+  auto overflow = [&](std::int64_t value) {
+    fail(ErrorKind::Overflow, overflow_message(field.name.c_str(), row, value, type));
+  };
+  for (std::int64_t i = 0; i < count; ++i) {
+    std::int64_t value;
+    if (compact_int(items[i], &value)) {
+      if (!store(i, value)) overflow(value);
+      continue;
+    }
+    value = unbox_general(items[i], field.name, row, src_begin + i);
+    if (!store(i, value)) overflow(value);
+    if (i + 1 < count) {
       if (PySequence_Fast_GET_SIZE(object) != length) changed();
       items = PySequence_Fast_ITEMS(object) + src_begin;
-      reread = false;
-    }
-    std::int64_t value;
-    if (compact_int(items[i], &value)) return value;
-    reread = true;
-    return unbox_general(items[i], field.name, row, src_begin + i);
-  };
-  const std::int64_t lo = scalar_min(type);
-  const std::int64_t hi = scalar_max(type);
-  std::int64_t bad_value = 0;
-  std::int64_t written = count;
-  switch (type) {
-    case Scalar::Int64:
-      written = write_values(reinterpret_cast<std::int64_t*>(destination), count, lo, hi, next,
-                             &bad_value);
-      break;
-    case Scalar::Int32:
-      written = write_values(reinterpret_cast<std::int32_t*>(destination), count, lo, hi, next,
-                             &bad_value);
-      break;
-    default: {
-      const Column window{destination, type, 1, count};
-      for (std::int64_t i = 0; i < count; ++i) {
-        const std::int64_t value = next(i);
-        if (!store_value(window, 0, i, value)) {
-          bad_value = value;
-          written = i;
-          break;
-        }
-      }
     }
   }
-  if (written != count) {
-    fail(ErrorKind::Overflow, overflow_message(field.name.c_str(), row, bad_value, type));
+}
+
+// unbox_tokens into `destination`, `count` elements of `type`, range-checked.
+inline void write_list_tokens(PyObject* object, const Field& field, Py_ssize_t row,
+                              std::int64_t length, std::int64_t src_begin, std::int64_t count,
+                              char* destination, Scalar type) {
+  switch (type) {
+    case Scalar::Int64: {
+      auto* out = reinterpret_cast<std::int64_t*>(destination);
+      unbox_tokens(object, field, row, length, src_begin, count, type,
+                   [out](std::int64_t i, std::int64_t value) {
+                     out[i] = value;
+                     return true;
+                   });
+      break;
+    }
+    case Scalar::Int32: {
+      auto* out = reinterpret_cast<std::int32_t*>(destination);
+      unbox_tokens(object, field, row, length, src_begin, count, type,
+                   [out](std::int64_t i, std::int64_t value) {
+                     if (value < std::numeric_limits<std::int32_t>::min() ||
+                         value > std::numeric_limits<std::int32_t>::max()) {
+                       return false;
+                     }
+                     out[i] = static_cast<std::int32_t>(value);
+                     return true;
+                   });
+      break;
+    }
+    default: {
+      const Column window{destination, type, 1, count};
+      unbox_tokens(object, field, row, length, src_begin, count, type,
+                   [&window](std::int64_t i, std::int64_t value) {
+                     return store_value(window, 0, i, value);
+                   });
+    }
   }
 }
 

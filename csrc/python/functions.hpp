@@ -21,8 +21,8 @@ namespace fastpad::python {
 namespace py = pybind11;
 
 // measure(fields, padding, max_length, truncate, multiple_of) -> (lengths, width)
-py::tuple measure(const py::list& specs, int padding, const py::int_& max_length_arg,
-                  bool truncate, const py::int_& multiple_of_arg);
+py::tuple measure(const py::list& specs, int padding, const py::int_& max_length_arg, bool truncate,
+                  const py::int_& multiple_of_arg);
 
 // pack(fields, outputs, pad_values, lengths, mask, width, keep_limit, pad_left, truncate_left,
 //      threads)

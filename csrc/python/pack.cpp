@@ -4,10 +4,11 @@
 // over buffers alone (ragged sources, array rows, the mask) runs with the GIL released, split over
 // threads by the core (parallel.hpp).
 //
-// Python.h (through convert.hpp) comes before any standard header, as the C API asks.
+// Python.h (through convert.hpp) comes before any standard header, as the C API asks; the comment
+// line after it keeps clang-format's include sorting from moving standard headers above it.
 #include "python/convert.hpp"
 #include "python/functions.hpp"
-//
+// (standard and core headers after Python.h)
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -95,8 +96,8 @@ void write_list_field(const Field& field, const Column& out, const Geometry& geo
 }  // namespace
 
 // Row lengths of the batch (every field must agree row by row) and the output width.
-py::tuple measure(const py::list& specs, int padding, const py::int_& max_length_arg,
-                  bool truncate, const py::int_& multiple_of_arg) {
+py::tuple measure(const py::list& specs, int padding, const py::int_& max_length_arg, bool truncate,
+                  const py::int_& multiple_of_arg) {
   // A max_length beyond int64 limits nothing a buffer can hold: it saturates (padding to it is a
   // MemoryError below). A multiple beyond int64 leaves width 0 alone and is a MemoryError else.
   bool max_length_overflow = false;
@@ -119,8 +120,8 @@ py::tuple measure(const py::list& specs, int padding, const py::int_& max_length
     const Field& field = *fields[index];
     if (field_rows(field) != rows) {
       Message message;
-      message << "fastpad: field '" << field.name << "' has " << field_rows(field)
-              << " rows but '" << fields[0]->name << "' has " << rows;
+      message << "fastpad: field '" << field.name << "' has " << field_rows(field) << " rows but '"
+              << fields[0]->name << "' has " << rows;
       fail(ErrorKind::Value, message.str());
     }
     std::int64_t* target = first;
@@ -212,8 +213,7 @@ void pack(const py::list& specs, const py::list& outputs, const py::sequence& pa
     fields.push_back(std::make_unique<Field>());
     parse_field(specs[index], fields.back().get());
     if (field_rows(*fields.back()) != rows) {
-      fail(ErrorKind::Value,
-           "fastpad: field '" + fields.back()->name + "' does not match lengths");
+      fail(ErrorKind::Value, "fastpad: field '" + fields.back()->name + "' does not match lengths");
     }
     columns.push_back(borrow_output(outputs[index].ptr(), &output_buffers[index],
                                     fields.back()->name, rows, width));
@@ -269,8 +269,8 @@ void pack(const py::list& specs, const py::list& outputs, const py::sequence& pa
     }
   });
   for (const ArrayRow& row : array_rows) {
-    write_row(columns[row.column], geometry, row.row, row.data, row.type, row.length,
-              row.pad_value, row.field);
+    write_row(columns[row.column], geometry, row.row, row.data, row.type, row.length, row.pad_value,
+              row.field);
   }
 }
 

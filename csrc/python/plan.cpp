@@ -1,10 +1,11 @@
 // Bindings beyond padding (issue 5): flat concatenation for fastpad.flatten / fastpad.windows and
 // token-budget batch planning for fastpad.plan_batches. The core logic lives in plan.hpp.
 //
-// Python.h (through convert.hpp) comes before any standard header, as the C API asks.
+// Python.h (through convert.hpp) comes before any standard header, as the C API asks; the comment
+// line after it keeps clang-format's include sorting from moving standard headers above it.
 #include "python/convert.hpp"
 #include "python/functions.hpp"
-//
+// (standard and core headers after Python.h)
 #include <algorithm>
 #include <cstdint>
 #include <string>
@@ -30,8 +31,7 @@ void concat_rows(const std::string& name, const py::object& rows, const py::obje
   std::int64_t total = 0;
   for (const std::int64_t length : lengths) total += length;
   Buffer out_buffer;
-  std::int64_t* destination =
-      borrow_int64_output(out.ptr(), &out_buffer, "fastpad.flatten", total);
+  std::int64_t* destination = borrow_int64_output(out.ptr(), &out_buffer, "fastpad.flatten", total);
 
   // Array rows are borrowed now and copied once every list row is unboxed: piece i is
   // vectors[i]'s buffer, which belongs to row pending_rows[i].

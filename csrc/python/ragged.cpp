@@ -2,10 +2,11 @@
 // per row, for fastpad.Packer(ragged_transfer=...). The layout is ragged.hpp's; nothing padded is
 // written.
 //
-// Python.h (through convert.hpp) comes before any standard header, as the C API asks.
+// Python.h (through convert.hpp) comes before any standard header, as the C API asks; the comment
+// line after it keeps clang-format's include sorting from moving standard headers above it.
 #include "python/convert.hpp"
 #include "python/functions.hpp"
-//
+// (standard and core headers after Python.h)
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -43,8 +44,8 @@ std::int64_t pack_ragged(const py::list& specs, const py::list& outputs,
   std::vector<std::int64_t> token_start(static_cast<std::size_t>(rows));
   std::vector<std::int64_t> base(static_cast<std::size_t>(rows));
   std::vector<std::int64_t> bound(static_cast<std::size_t>(rows));
-  const std::int64_t flat = ragged_layout(row_lengths, rows, geometry, token_start.data(),
-                                          base.data(), bound.data());
+  const std::int64_t flat =
+      ragged_layout(row_lengths, rows, geometry, token_start.data(), base.data(), bound.data());
 
   Buffer meta_buffer;
   const std::pair<char*, Scalar> meta_view =
