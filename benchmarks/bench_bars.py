@@ -2,7 +2,7 @@
 
 Bars (single thread): from lists >= 150x ``tokenizer.pad`` and >= 8x the vectorised numpy path
 at B = 32/256/1024; from a ``Ragged`` within 1.3x of the copy floor at B >= 256; a batch of 8
-short rows in <= 5 us per call. Paths are those of ``python -m fastpad bench`` (fastpad/_bench.py)
+short rows in <= 5 us per call. Paths are those of ``python -m fastpad bench`` (fastpad/_bench/)
 plus a *warm* copy floor: the output copied into tensors allocated once (``Tensor.copy_``), the
 cost of writing the output bytes with no allocation at all, where the bench's copy floor
 (``clone``) allocates and so page-faults in processes whose malloc returns memory to the OS.
@@ -26,17 +26,9 @@ from typing import Any
 import numpy as np
 
 from fastpad import pad
-from fastpad._bench import (
-    PAD_ID,
-    PATHS,
-    WORKLOADS,
-    BenchBatch,
-    assert_same,
-    faults_per_call,
-    load_tokenizer,
-    make_batch,
-    time_interleaved,
-)
+from fastpad._bench.measure import faults_per_call, time_interleaved
+from fastpad._bench.paths import PATHS, assert_same
+from fastpad._bench.workloads import PAD_ID, WORKLOADS, BenchBatch, load_tokenizer, make_batch
 
 NAMES = ("fastpad-lists", "fastpad-ragged", "tokenizer-pad", "numpy-lists", "copy-floor")
 

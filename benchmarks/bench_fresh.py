@@ -51,7 +51,7 @@ def _prelude(name: str, seed: int) -> list[Any]:
         arrays = [np.ones(int(rng.integers(1, 1 << 19))) for _ in range(12)]
         kept.extend(arrays[::3])  # the others are freed: holes of assorted sizes
     elif name == "tokenizer":
-        from fastpad._bench import load_tokenizer
+        from fastpad._bench.workloads import load_tokenizer
 
         kept.append(load_tokenizer()[0])
     elif name == "lists":

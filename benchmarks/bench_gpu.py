@@ -90,7 +90,7 @@ def make_rows(workload: Workload, seed: int = 0) -> list[list[int]]:
 
 def load_tokenizer() -> tuple[Any, str]:
     """The tokenizer of the tokenizer.pad path (never downloads), or None, and what it is."""
-    from fastpad._bench import load_tokenizer as load
+    from fastpad._bench.workloads import load_tokenizer as load
 
     loaded, note = load()
     return (None if loaded is None else loaded.tokenizer), note

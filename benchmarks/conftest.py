@@ -14,7 +14,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 @pytest.fixture(scope="session")
 def bench_tokenizer() -> Any:
     """The tokenizer of the transformers paths (bundled all-MiniLM-L6-v2, else a built-in one)."""
-    from fastpad._bench import load_tokenizer
+    from fastpad._bench.workloads import load_tokenizer
 
     tokenizer, note = load_tokenizer()
     if tokenizer is None:
@@ -25,7 +25,7 @@ def bench_tokenizer() -> Any:
 @pytest.fixture(scope="session")
 def batches() -> Any:
     """make_batch, memoized: each (workload, B) batch is generated once per session."""
-    from fastpad._bench import make_batch
+    from fastpad._bench.workloads import make_batch
 
     cache: dict[tuple[str, int], Any] = {}
 

@@ -42,7 +42,7 @@ import torch
 
 import fastpad
 import fastpad.ray
-from fastpad._bench import make_texts
+from fastpad._bench.workloads import make_texts
 
 MAX_LENGTH = 128
 

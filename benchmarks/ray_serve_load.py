@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from fastpad._bench import make_texts
+from fastpad._bench.workloads import make_texts
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "serve_embeddings.py"
 APPS = ("fastpad", "tokenizer")

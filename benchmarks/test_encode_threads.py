@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 import fastpad
-from fastpad._bench import WORKLOADS, assert_same, make_texts
+from fastpad._bench.paths import assert_same
+from fastpad._bench.workloads import WORKLOADS, make_texts
 
 pytest.importorskip("torch")
 

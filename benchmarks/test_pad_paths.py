@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from fastpad._bench import BATCH_SIZES, PATHS, WORKLOADS, assert_same
+from fastpad._bench.paths import PATHS, assert_same
+from fastpad._bench.workloads import BATCH_SIZES, WORKLOADS
 
 pytest.importorskip("torch")
 

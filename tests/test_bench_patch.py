@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 import fastpad
-from fastpad import _bench, _bench_patch
+from fastpad._bench import patch
+from fastpad._bench.run import BenchConfig
+from fastpad._bench.workloads import WORKLOADS
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -21,16 +23,16 @@ def test_section_measures_reports_and_plots(
     tokenizer: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("sentence_transformers")
-    monkeypatch.setattr(_bench_patch, "_QUICK", {"encode": (40, 16, 1), "train": (32, 8, 2, 1)})
-    config = _bench.BenchConfig(
-        workloads=[_bench.WORKLOADS["short"]],
+    monkeypatch.setattr(patch, "_QUICK", {"encode": (40, 16, 1), "train": (32, 8, 2, 1)})
+    config = BenchConfig(
+        workloads=[WORKLOADS["short"]],
         batch_sizes=[8],
         budget_seconds=0.01,
         min_rounds=1,
         quick=True,
     )
     messages: list[str] = []
-    section = _bench_patch.measure(config, tokenizer, messages.append)
+    section = patch.measure(config, tokenizer, messages.append)
     assert section is not None
     assert not any(fastpad.patch_transformers.is_patched().values())  # undone afterwards
     patched = fastpad.patch_transformers()
@@ -52,7 +54,7 @@ def test_section_measures_reports_and_plots(
             assert figures["prep_share"] == pytest.approx(figures["prep_s"] / figures["total_s"])
     report = {"patch_transformers": section}
     json.loads(json.dumps(report))  # JSON-ready
-    text = "\n".join(_bench_patch.table_lines(report))
+    text = "\n".join(patch.table_lines(report))
     assert ("tokenizer.pad (dict of lists), B=256" in text) == bool(expected)
     assert "SentenceTransformer.encode" in text and "Training-style loop" in text
     assert "host prep per batch" in text
@@ -63,7 +65,7 @@ def test_section_measures_reports_and_plots(
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(1, 2, squeeze=False)
-    _bench_patch.add_to_plot(figure, axes[0], report)
+    patch.add_to_plot(figure, axes[0], report)
     assert len(figure.axes) == 3
     labels = [label.get_text() for label in figure.axes[2].get_yticklabels()]
     assert labels[: len(expected)] == expected
@@ -73,6 +75,6 @@ def test_section_measures_reports_and_plots(
 
 
 def test_section_is_skipped_without_a_real_tokenizer() -> None:
-    config = _bench.BenchConfig(workloads=[_bench.WORKLOADS["short"]], batch_sizes=[8])
-    assert _bench_patch.measure(config, None, print) is None
-    assert list(_bench_patch.table_lines({"patch_transformers": None})) == []
+    config = BenchConfig(workloads=[WORKLOADS["short"]], batch_sizes=[8])
+    assert patch.measure(config, None, print) is None
+    assert list(patch.table_lines({"patch_transformers": None})) == []

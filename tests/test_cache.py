@@ -18,15 +18,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from conftest import assert_batches_equal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from torch.utils.data import DataLoader, Dataset
 
 import fastpad
 import fastpad.reference
 from fastpad import _core
+
+torch = pytest.importorskip("torch")
+from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 # Python >= 3.12 warns when a multi-threaded process forks (torch's thread pool counts).
 fork_warning = pytest.mark.filterwarnings(

@@ -484,7 +484,7 @@ def test_shared_between_threads(ragged: bool, stream: str | None) -> None:
 def test_scalars_of_every_kind_match_tokenizer_pad(ragged: bool) -> None:
     """bfloat16 scalars that require grad, scalars already on the GPU, a 1-D tensor field on the
     GPU: fastpad.pad equals tokenizer.pad, the packer equals it moved to the device."""
-    from fastpad._bench import load_tokenizer
+    from fastpad._bench.workloads import load_tokenizer
 
     loaded, note = load_tokenizer()
     if loaded is None:

@@ -1139,7 +1139,7 @@ _TARGETS_ORIGINAL_PAD = transformers.PreTrainedTokenizerBase.__dict__["pad"]
 @needs(CALL)
 def test_sentence_transformer_embeddings_are_bit_identical(sentences: list[str]) -> None:
     sentence_transformers = pytest.importorskip("sentence_transformers")
-    from fastpad._bench import make_texts
+    from fastpad._bench.workloads import make_texts
 
     model = sentence_transformers.SentenceTransformer(tokenizer_path(), device="cpu")
     texts = [*sentences, *make_texts(64, mean_words=12)]

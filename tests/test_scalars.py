@@ -44,7 +44,7 @@ CASE_IDS = [str(dtype).removeprefix("torch.") + ("-grad" if grad else "") for dt
 
 @pytest.fixture(scope="module")
 def pad_tokenizer() -> Any:
-    from fastpad._bench import load_tokenizer
+    from fastpad._bench.workloads import load_tokenizer
 
     loaded, note = load_tokenizer()
     if loaded is None:

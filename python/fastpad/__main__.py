@@ -76,14 +76,18 @@ def _parser() -> argparse.ArgumentParser:
 
 def bench(arguments: argparse.Namespace) -> int:
     """Run the benchmark described by parsed `arguments`; returns the exit status."""
-    from . import _bench
+    from ._bench.paths import available_paths
+    from ._bench.plot import plot
+    from ._bench.report import table_lines, write_json
+    from ._bench.run import BenchConfig, run
+    from ._bench.workloads import BATCH_SIZES, QUICK_BATCH_SIZES, parse_workload
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
-        workloads = [_bench.parse_workload(name) for name in arguments.workloads.split(",")]
+        workloads = [parse_workload(name) for name in arguments.workloads.split(",")]
         paths = arguments.paths.split(",") if arguments.paths else None
         if paths is not None:
-            _bench.available_paths("tokenizer", paths)  # unknown names fail here, before any work
+            available_paths("tokenizer", paths)  # unknown names fail here, before any work
     except ValueError as error:
         print(f"fastpad bench: {error}", file=sys.stderr)
         return 2
@@ -91,8 +95,8 @@ def bench(arguments: argparse.Namespace) -> int:
         print("fastpad bench: --threads must be >= 1", file=sys.stderr)
         return 2
     quick = arguments.quick
-    sizes = arguments.batch_sizes or list(_bench.QUICK_BATCH_SIZES if quick else _bench.BATCH_SIZES)
-    config = _bench.BenchConfig(
+    sizes = arguments.batch_sizes or list(QUICK_BATCH_SIZES if quick else BATCH_SIZES)
+    config = BenchConfig(
         workloads=workloads,
         batch_sizes=sizes,
         paths=paths,
@@ -110,7 +114,7 @@ def bench(arguments: argparse.Namespace) -> int:
     )
     os.makedirs(arguments.out, exist_ok=True)
     started = time.perf_counter()
-    report = _bench.run(config, progress=not arguments.no_progress)
+    report = run(config, progress=not arguments.no_progress)
     report["command"] = "python -m fastpad bench " + " ".join(sys.argv[2:])
     report["elapsed_s"] = time.perf_counter() - started
     machine = report["machine"]
@@ -121,16 +125,16 @@ def bench(arguments: argparse.Namespace) -> int:
         f"{config.threads} thread(s)"
     )
     print(report["tokenizer"])
-    for line in _bench.table_lines(report):
+    for line in table_lines(report):
         print(line)
     for note in report["notes"]:
         print(f"- {note}")
     json_path = os.path.join(arguments.out, "bench.json")
-    _bench.write_json(report, json_path)
+    write_json(report, json_path)
     print(f"\nwrote {json_path}")
     if not arguments.no_plot:
         png_path = os.path.join(arguments.out, "bench.png")
-        _bench.plot(report, png_path)
+        plot(report, png_path)
         print(f"wrote {png_path}")
     print(f"({report['elapsed_s']:.1f} s)")
     return 0

@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _bench
-from ._patch_transformers import patch_transformers, unpatch_transformers
+from .._patch_transformers import patch_transformers, unpatch_transformers
+from .measure import format_seconds, time_interleaved
+from .workloads import WORKLOADS, make_batch, make_texts
 
 __all__ = ["add_to_plot", "measure", "table_lines"]
 
@@ -65,9 +66,9 @@ def _micro(config: Any, tokenizer: Any) -> list[dict[str, Any]]:
         unpatch_transformers()
     if patched_pad is original_pad or patched_call is original_call:
         return []  # not patched on this transformers (warned already)
-    batch = _bench.make_batch(_bench.WORKLOADS["sentences"], MICRO_BATCH, config.seed)
+    batch = make_batch(WORKLOADS["sentences"], MICRO_BATCH, config.seed)
     mapping = {"input_ids": batch.kept_rows}
-    texts = _bench.make_texts(MICRO_BATCH, config.seed)
+    texts = make_texts(MICRO_BATCH, config.seed)
     cases: list[tuple[str, str, Callable[..., Any], Callable[..., Any], tuple[Any, ...], Any]] = [
         (
             "tokenizer.pad (dict of lists)",
@@ -104,7 +105,7 @@ def _micro(config: Any, tokenizer: Any) -> list[dict[str, Any]]:
             return method(*args, **kw)
 
         _same(run_patched(), run_unpatched(), label)
-        samples = _bench.time_interleaved(
+        samples = time_interleaved(
             [run_unpatched, run_patched], config.budget_seconds, min_rounds=config.min_rounds
         )
         before, after = _median_pair(samples)
@@ -205,7 +206,7 @@ def _sentence_transformers(config: Any, path: str, say: Callable[[str], None]) -
     texts_count, batch_size, repeats = (_QUICK if config.quick else _FULL)["encode"]
     say(f"patch_transformers: SentenceTransformer.encode of {texts_count} texts")
     model: Any = SentenceTransformer(path, device="cpu")
-    texts = _bench.make_texts(texts_count, config.seed, mean_words=30)
+    texts = make_texts(texts_count, config.seed, mean_words=30)
     model.encode(texts[:batch_size], batch_size=batch_size)  # warm-up, untimed
     embeddings: dict[bool, Any] = {}
     batches: list[Any] = []
@@ -250,7 +251,7 @@ def _training_loop(config: Any, tokenizer: Any, say: Callable[[str], None]) -> d
 
     examples, batch_size, steps, repeats = (_QUICK if config.quick else _FULL)["train"]
     say(f"patch_transformers: training-style loop, {steps} steps of {batch_size}")
-    texts = _bench.make_texts(examples, config.seed + 1, mean_words=40)
+    texts = make_texts(examples, config.seed + 1, mean_words=40)
     encoded = tokenizer(texts, truncation=True, max_length=128)
     features = [
         {**{key: encoded[key][index] for key in encoded}, "label": index % 2}
@@ -326,7 +327,7 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
     section = report.get("patch_transformers")
     if not section:
         return
-    seconds = _bench.format_seconds
+    seconds = format_seconds
     yield ""
     yield (
         f"**fastpad.patch_transformers()**: unchanged transformers code, unpatched vs patched "
@@ -381,7 +382,7 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
 
 
 def _end_to_end_rows(part: dict[str, Any], prep_label: str) -> Iterator[str]:
-    seconds = _bench.format_seconds
+    seconds = format_seconds
     before, after = part["unpatched"], part["patched"]
     yield ""
     yield "| | unpatched | patched | speed-up |"
