@@ -7,9 +7,9 @@
 // Whether a process is in that state depends on what it allocated before. Blocks released here
 // keep their pages, so the next output of the same size class is written into warm memory.
 //
-// The bindings (bindings.cpp) hand a block to Python as the memory of a numpy array whose base
-// object releases it when the last array/tensor/view sharing it dies: a block is idle (reusable)
-// only once nothing references it.
+// The bindings (csrc/python/buffer_cache.cpp) hand a block to Python as the memory of a numpy
+// array whose base object releases it when the last array/tensor/view sharing it dies: a block is
+// idle (reusable) only once nothing references it.
 #pragma once
 
 #include <cstddef>

@@ -1,8 +1,9 @@
 // fastpad core: ragged integer rows -> padded [rows, width] buffers plus masks.
 //
 // Plain C++17 with no Python headers: functions over pointers, lengths and small spec structs, so
-// the core can be unit-tested and benchmarked on its own. The bindings (bindings.cpp) convert
-// Python objects into these views and translate fastpad::Error into Python exceptions.
+// the core can be unit-tested and benchmarked on its own. The bindings (csrc/python/, module in
+// csrc/bindings.cpp) convert Python objects into these views and translate fastpad::Error into
+// Python exceptions.
 #pragma once
 
 #include <cstddef>
@@ -10,7 +11,6 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
-#include <type_traits>
 
 namespace fastpad {
 
@@ -135,28 +135,6 @@ inline bool store_value(const Column& out, std::int64_t row, std::int64_t column
     case Scalar::UInt64: static_cast<std::uint64_t*>(out.data)[index] = static_cast<std::uint64_t>(value); break;
   }
   return true;
-}
-
-// Writes `count` values produced by `next()` (each an int64) into out[row, dst_begin ...], range
-// checked; stops and returns the index of the first value that does not fit, or count.
-// Templated on the producer so the bindings can unbox Python ints straight into the output.
-template <class Out, class Next>
-std::int64_t write_values(Out* destination, std::int64_t count, std::int64_t lo, std::int64_t hi,
-                          Next&& next, std::int64_t* bad_value) {
-  for (std::int64_t i = 0; i < count; ++i) {
-    const std::int64_t value = next(i);
-    if constexpr (!std::is_same_v<Out, std::int64_t>) {
-      if (value < lo || value > hi) {
-        *bad_value = value;
-        return i;
-      }
-    }
-    destination[i] = static_cast<Out>(value);
-  }
-  (void)lo;
-  (void)hi;
-  (void)bad_value;
-  return count;
 }
 
 std::string overflow_message(const char* field, std::int64_t row, std::int64_t value, Scalar type);

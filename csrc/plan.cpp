@@ -184,4 +184,15 @@ std::int64_t copy_to_int64(const void* source, Scalar type, std::int64_t count,
   return count;
 }
 
+std::size_t concat_pieces(const ConcatPiece* pieces, std::size_t count,
+                          std::int64_t* destination) noexcept {
+  for (std::size_t index = 0; index < count; ++index) {
+    const ConcatPiece& piece = pieces[index];
+    if (copy_to_int64(piece.data, piece.type, piece.size, destination + piece.start) != piece.size) {
+      return index;
+    }
+  }
+  return count;
+}
+
 }  // namespace fastpad

@@ -1,9 +1,10 @@
 // fastpad core, beyond padding: token-budget batch planning and flat concatenation of rows.
 //
-// Plain C++17 with no Python headers (like pack.hpp). The bindings (bindings.cpp) hand over plain
-// arrays and turn fastpad::Error into Python exceptions.
+// Plain C++17 with no Python headers (like pack.hpp). The bindings (csrc/python/plan.cpp) hand
+// over plain arrays and turn fastpad::Error into Python exceptions.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -40,5 +41,20 @@ std::vector<std::int64_t> plan_batches(const std::int64_t* lengths, std::int64_t
 // fit int64 (only possible for UInt64), or count when all were copied.
 std::int64_t copy_to_int64(const void* source, Scalar type, std::int64_t count,
                            std::int64_t* destination) noexcept;
+
+// One contiguous source of a concatenation: `size` integers of `type`, copied to
+// destination[start, start + size).
+struct ConcatPiece {
+  const void* data;
+  Scalar type;
+  std::int64_t size;
+  std::int64_t start;
+};
+
+// Copies every piece into `destination` as int64 (fastpad.flatten's buffer rows). Stops at the
+// first piece holding a value that does not fit int64 (only possible for UInt64) and returns its
+// index; returns `count` when every piece was copied.
+std::size_t concat_pieces(const ConcatPiece* pieces, std::size_t count,
+                          std::int64_t* destination) noexcept;
 
 }  // namespace fastpad

@@ -250,6 +250,36 @@ def test_row_mutated_while_packing_is_an_error_not_a_crash() -> None:
         fastpad.pad([row, [1, 2, 3, 4, 5, 6]], pad_token_id=0)
 
 
+class _ShrinkingTokenOf:
+    """An int-like token whose __index__ empties the row being packed and returns `value`."""
+
+    def __init__(self, row: list[Any], value: int) -> None:
+        self.row, self.value = row, value
+
+    def __index__(self) -> int:
+        self.row.clear()
+        return self.value
+
+
+@pytest.mark.parametrize("dtype", ["int64", "int32"])
+def test_row_emptied_by_its_last_token_packs_as_read(dtype: str) -> None:
+    # Every token was read before __index__ emptied the row and nothing more is read from it: the
+    # length is re-checked before the next read from the row, not after the token.
+    row: list[Any] = [1, 2]
+    row.append(_ShrinkingTokenOf(row, 3))
+    out = fastpad.pad([row, [7, 8]], pad_token_id=0, return_tensors="np", dtype=dtype)
+    assert out["input_ids"].tolist() == [[1, 2, 3], [7, 8, 0]]
+
+
+def test_token_that_empties_its_row_and_does_not_fit_is_an_overflow() -> None:
+    # The value is range-checked before the row's length is re-checked.
+    row: list[Any] = [1, 2]
+    row.append(_ShrinkingTokenOf(row, 2**40))
+    row.append(4)
+    with pytest.raises(OverflowError, match="row 0 of 'input_ids': value 1099511627776"):
+        fastpad.pad([row, [7, 8]], pad_token_id=0, return_tensors="np", dtype="int32")
+
+
 @pytest.mark.parametrize(
     "token",
     [np.array([1, 2]), np.bool_(True), np.float32(1.0)],
