@@ -1,7 +1,7 @@
 // fastpad core: splitting the rows of a batch over threads.
 //
 // Plain C++17 with no Python headers (like pack.hpp), so it is tested on its own
-// (tests/cpp/test_parallel.cpp). The bindings call it with the GIL released; `fn` must then touch
+// (tests/cpp/test_core.cpp). The bindings call it with the GIL released; `fn` must then touch
 // no Python object.
 #pragma once
 
