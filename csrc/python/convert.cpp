@@ -192,6 +192,25 @@ std::int64_t saturating_int(const py::int_& value, bool* overflow) {
   return result;
 }
 
+std::int64_t keep_limit(const py::int_& value) {
+  bool overflow = false;
+  const std::int64_t limit = saturating_int(value, &overflow);
+  return overflow && limit < 0 ? -1 : limit;
+}
+
+void check_counts(const py::list& specs, const py::list& outputs, const py::sequence& pad_values) {
+  if (outputs.size() != specs.size() || pad_values.size() != specs.size()) {
+    fail(ErrorKind::Value, "fastpad: fields, outputs and pad_values must have the same length");
+  }
+}
+
+const std::int64_t* borrow_lengths(PyObject* array, IntVector* vector) {
+  if (!borrow_int_vector(array, "lengths", vector) || vector->type != Scalar::Int64) {
+    fail(ErrorKind::Type, "fastpad: lengths must be a 1-D int64 array");
+  }
+  return static_cast<const std::int64_t*>(vector->data);
+}
+
 Column borrow_output(PyObject* object, Buffer* buffer, const std::string& field, Py_ssize_t rows,
                      std::int64_t width) {
   if (!buffer->acquire(object, PyBUF_RECORDS)) {

@@ -170,6 +170,13 @@ void list_lengths(const Field& field, std::int64_t* lengths);
 // naming no argument; this saturates instead (setting *overflow) and the caller decides.
 std::int64_t saturating_int(const py::int_& value, bool* overflow);
 
+// The arguments pack and pack_ragged share. keep_limit: a keep limit beyond int64 (truncation
+// to a huge max_length) keeps every token (-1). check_counts: fields, outputs and pad values
+// come one per field. borrow_lengths: the 1-D int64 row lengths measure() returned, borrowed.
+std::int64_t keep_limit(const py::int_& value);
+void check_counts(const py::list& specs, const py::list& outputs, const py::sequence& pad_values);
+const std::int64_t* borrow_lengths(PyObject* array, IntVector* vector);
+
 // A writeable, C-contiguous [rows, width] output buffer of an integer or bool type, borrowed
 // into *buffer; never converted or copied.
 Column borrow_output(PyObject* object, Buffer* buffer, const std::string& field, Py_ssize_t rows,

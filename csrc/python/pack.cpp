@@ -167,14 +167,9 @@ void pack(const py::list& specs, const py::list& outputs, const py::sequence& pa
           const py::array_t<std::int64_t, 0>& lengths_array, const py::object& mask,
           std::int64_t width, const py::int_& keep_limit_arg, bool pad_left, bool truncate_left,
           int threads) {
-  // A keep limit beyond int64 (truncation to a huge max_length) keeps every token.
-  bool keep_overflow = false;
-  std::int64_t keep_limit = saturating_int(keep_limit_arg, &keep_overflow);
-  if (keep_overflow && keep_limit < 0) keep_limit = -1;
+  const std::int64_t keep_limit = python::keep_limit(keep_limit_arg);
+  check_counts(specs, outputs, pad_value_list);
   const std::size_t count = specs.size();
-  if (outputs.size() != count || pad_value_list.size() != count) {
-    fail(ErrorKind::Value, "fastpad: fields, outputs and pad_values must have the same length");
-  }
   // Pad values are Python ints of any size: one beyond int64 is an OverflowError naming it, not
   // a TypeError from overload resolution.
   std::vector<std::int64_t> pad_values(count);
@@ -191,11 +186,7 @@ void pack(const py::list& specs, const py::list& outputs, const py::sequence& pa
     }
   }
   IntVector lengths;
-  if (!borrow_int_vector(lengths_array.ptr(), "lengths", &lengths) ||
-      lengths.type != Scalar::Int64) {
-    fail(ErrorKind::Type, "fastpad: lengths must be a 1-D int64 array");
-  }
-  const auto* row_lengths = static_cast<const std::int64_t*>(lengths.data);
+  const std::int64_t* row_lengths = borrow_lengths(lengths_array.ptr(), &lengths);
   const Py_ssize_t rows = static_cast<Py_ssize_t>(lengths.size);
   Geometry geometry{width, keep_limit, pad_left, truncate_left};
   // Placement assumes every kept row fits the width; measure() guarantees it, re-checked here
