@@ -211,17 +211,29 @@ const std::int64_t* borrow_lengths(PyObject* array, IntVector* vector) {
   return static_cast<const std::int64_t*>(vector->data);
 }
 
-Column borrow_output(PyObject* object, Buffer* buffer, const std::string& field, Py_ssize_t rows,
-                     std::int64_t width) {
+namespace {
+
+// Borrows `object`'s buffer (writeable, with its format) into *buffer and returns its element
+// type; `role` names the output in errors ("'input_ids'", "the row layout").
+Scalar acquire_output(PyObject* object, Buffer* buffer, const std::string& role) {
   if (!buffer->acquire(object, PyBUF_RECORDS)) {
-    fail(ErrorKind::Type, "fastpad: the output for '" + field + "' must be a writeable array");
+    fail(ErrorKind::Type, "fastpad: the output for " + role + " must be a writeable array");
   }
   const Py_buffer& view = buffer->view();
   Scalar type;
   if (!scalar_from_format(view.format, view.itemsize, &type)) {
     fail(ErrorKind::Type,
-         "fastpad: the output for '" + field + "' must have an integer or bool dtype");
+         "fastpad: the output for " + role + " must have an integer or bool dtype");
   }
+  return type;
+}
+
+}  // namespace
+
+Column borrow_output(PyObject* object, Buffer* buffer, const std::string& field, Py_ssize_t rows,
+                     std::int64_t width) {
+  const Scalar type = acquire_output(object, buffer, "'" + field + "'");
+  const Py_buffer& view = buffer->view();
   if (view.ndim != 2 || view.shape[0] != rows || view.shape[1] != width) {
     Message message;
     message << "fastpad: the output for '" << field << "' must have shape [" << rows << ", "
@@ -236,15 +248,8 @@ Column borrow_output(PyObject* object, Buffer* buffer, const std::string& field,
 
 std::pair<char*, Scalar> borrow_flat_output(PyObject* object, Buffer* buffer,
                                             const std::string& role, std::int64_t size) {
-  if (!buffer->acquire(object, PyBUF_RECORDS)) {
-    fail(ErrorKind::Type, "fastpad: the output for " + role + " must be a writeable array");
-  }
+  const Scalar type = acquire_output(object, buffer, role);
   const Py_buffer& view = buffer->view();
-  Scalar type;
-  if (!scalar_from_format(view.format, view.itemsize, &type)) {
-    fail(ErrorKind::Type,
-         "fastpad: the output for " + role + " must have an integer or bool dtype");
-  }
   if (view.ndim != 1 || view.shape[0] != size || !PyBuffer_IsContiguous(&view, 'C')) {
     fail(ErrorKind::Value, "fastpad: the output for " + role +
                                " must be a contiguous 1-D array of " + std::to_string(size) +
