@@ -120,7 +120,7 @@ def test_bench_writes_to_a_fastpad_bench_folder_by_default(tmp_path: Path) -> No
     folder = tmp_path / "fastpad-bench"
     assert (folder / "bench.json").is_file()
     assert [path.name for path in tmp_path.iterdir()] == ["fastpad-bench"]
-    assert f"writing bench.json and bench.png to {folder}" in result.stdout
+    assert f"writing bench.json to {folder}" in result.stdout
 
 
 def test_version_and_plain_text_help() -> None:

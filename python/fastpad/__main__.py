@@ -192,7 +192,8 @@ def bench(arguments: argparse.Namespace) -> int:
     except OSError as error:
         print(f"fastpad bench: cannot create --out {arguments.out!r}: {error}", file=sys.stderr)
         return 2
-    print(f"fastpad bench: writing bench.json and bench.png to {os.path.abspath(arguments.out)}")
+    files = "bench.json" if arguments.no_plot else "bench.json and bench.png"
+    print(f"fastpad bench: writing {files} to {os.path.abspath(arguments.out)}")
     started = time.perf_counter()
     quiet = _progress_bars_off() if arguments.no_progress else contextlib.nullcontext()
     with quiet:

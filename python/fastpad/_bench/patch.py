@@ -207,7 +207,7 @@ def _sentence_transformers(config: Any, path: str, say: Callable[[str], None]) -
     say(f"patch_transformers: SentenceTransformer.encode of {texts_count} texts")
     model: Any = SentenceTransformer(path, device="cpu")
     texts = make_texts(texts_count, config.seed, mean_words=30)
-    model.encode(texts[:batch_size], batch_size=batch_size)  # warm-up, untimed
+    model.encode(texts[:batch_size], batch_size=batch_size, show_progress_bar=False)  # warm-up
     embeddings: dict[bool, Any] = {}
     batches: list[Any] = []
 
@@ -218,7 +218,9 @@ def _sentence_transformers(config: Any, path: str, say: Callable[[str], None]) -
         model.preprocess = timed
         try:
             start = time.perf_counter()
-            embeddings[patched] = model.encode(texts, batch_size=batch_size)
+            embeddings[patched] = model.encode(
+                texts, batch_size=batch_size, show_progress_bar=False
+            )
             total = time.perf_counter() - start
         finally:
             del model.preprocess
