@@ -14,15 +14,19 @@ pytest.importorskip("torch")
 pytest.importorskip("matplotlib")
 
 
-def _run(tmp_path: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+def _run(
+    tmp_path: Path, *arguments: str, out: bool = True, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg"}
+    where = ["--out", str(tmp_path)] if out else []
     return subprocess.run(
-        [sys.executable, "-m", "fastpad", "bench", "--out", str(tmp_path), *arguments],
+        [sys.executable, "-m", "fastpad", "bench", *where, *arguments],
         capture_output=True,
         text=True,
         env=environment,
         timeout=300,
         check=False,
+        cwd=cwd,
     )
 
 
@@ -39,6 +43,11 @@ def test_bench_writes_png_and_json(tmp_path: Path) -> None:
         "--no-progress",
     )
     assert result.returncode == 0, result.stderr
+    # --no-progress: no bar at all, transformers' "Loading weights" (the patch section) included.
+    assert "Loading weights" not in result.stderr
+    assert "it/s]" not in result.stderr and "step/s]" not in result.stderr
+    assert f"writing bench.json and bench.png to {tmp_path}" in result.stdout
+    assert f"wrote {tmp_path / 'bench.json'}" in result.stdout
     png = tmp_path / "bench.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -88,3 +97,46 @@ def test_bench_rejects_bad_options(tmp_path: Path, arguments: list[str]) -> None
     result = _run(tmp_path, *arguments)
     assert result.returncode == 2
     assert not (tmp_path / "bench.json").exists()
+
+
+def test_bench_writes_to_a_fastpad_bench_folder_by_default(tmp_path: Path) -> None:
+    result = _run(
+        tmp_path,
+        "--batch-sizes",
+        "2",
+        "--workloads",
+        "short",
+        "--paths",
+        "fastpad-lists",
+        "--budget",
+        "0.01",
+        "--no-memory",
+        "--no-progress",
+        "--no-plot",
+        out=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    folder = tmp_path / "fastpad-bench"
+    assert (folder / "bench.json").is_file()
+    assert [path.name for path in tmp_path.iterdir()] == ["fastpad-bench"]
+    assert f"writing bench.json to {folder}" in result.stdout
+
+
+def test_version_and_plain_text_help() -> None:
+    import fastpad
+
+    def run(*arguments: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "fastpad", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        return done.stdout
+
+    assert run("--version").strip().splitlines()[-1] == f"fastpad {fastpad.__version__}"
+    for text in (run("--help"), run("bench", "--help")):
+        assert "``" not in text and ":func:" not in text
+    assert "default fastpad-bench/" in run("bench", "--help")

@@ -64,10 +64,9 @@ def test_section_measures_reports_and_plots(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, 2, squeeze=False)
-    patch.add_to_plot(figure, axes[0], report)
-    assert len(figure.axes) == 3
-    labels = [label.get_text() for label in figure.axes[2].get_yticklabels()]
+    figure, axis = plt.subplots()
+    assert patch.add_to_plot(axis, report)
+    labels = [label.get_text() for label in axis.get_yticklabels()]
     assert labels[: len(expected)] == expected
     assert "encode: host prep" in labels and "train: host prep" in labels
     figure.savefig(tmp_path / "panel.png")

@@ -84,6 +84,34 @@ void borrow_array_row(PyObject* object, const std::string& field, Py_ssize_t row
   }
 }
 
+namespace {
+
+// The decimal text of a Python int for a message; long ones are shortened, and one Python refuses
+// to print (beyond sys.get_int_max_str_digits()) is described by its size.
+std::string int_text(PyObject* item) {
+  std::string text;
+  PyObject* string = PyObject_Str(item);
+  if (string != nullptr) {
+    Py_ssize_t size = 0;
+    const char* utf8 = PyUnicode_AsUTF8AndSize(string, &size);
+    if (utf8 != nullptr) text.assign(utf8, static_cast<std::size_t>(size));
+    Py_DECREF(string);
+  }
+  if (text.empty()) {
+    PyErr_Clear();
+    return "(an integer too long to print)";
+  }
+  constexpr std::size_t kShown = 40;
+  if (text.size() > kShown) {
+    const std::size_t digits = text.size();
+    text = text.substr(0, kShown / 2) + "..." + text.substr(digits - kShown / 2) + " (" +
+           std::to_string(digits) + " digits)";
+  }
+  return text;
+}
+
+}  // namespace
+
 std::int64_t unbox_general(PyObject* item, const std::string& field, Py_ssize_t row,
                            Py_ssize_t column) {
   if (PyLong_CheckExact(item) || (PyLong_Check(item) && !PyBool_Check(item))) {
@@ -91,8 +119,8 @@ std::int64_t unbox_general(PyObject* item, const std::string& field, Py_ssize_t 
     const long long value = PyLong_AsLongLongAndOverflow(item, &overflow);
     if (overflow != 0) {
       Message message;
-      message << "fastpad: " << row_role(field, row) << ": value at position " << column
-              << " does not fit int64";
+      message << "fastpad: " << row_role(field, row) << ": value " << int_text(item)
+              << " at position " << column << " does not fit int64";
       fail(ErrorKind::Overflow, message.str());
     }
     return value;

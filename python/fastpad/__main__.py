@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
+import importlib.util
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+_DESCRIPTION = (
+    "fastpad pads ragged batches of token ids into input_ids / attention_mask tensors in one C++ "
+    "pass. Commands: 'bench' times it side by side with what people use today on this machine."
+)
+_DEFAULT_OUT = "fastpad-bench"
 
 
 def _sizes(text: str) -> list[int]:
@@ -20,7 +30,10 @@ def _sizes(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fastpad", description=__doc__)
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="fastpad", description=_DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"fastpad {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser(
         "bench",
@@ -29,14 +42,18 @@ def _parser() -> argparse.ArgumentParser:
             "Pad the same ragged batches with fastpad and with what people use today "
             "(fastpad.reference, tokenizer.pad, DataCollatorWithPadding, pad_sequence, numpy, a "
             "copy floor), check every output equal, then print medians and ratios and write "
-            "bench.png and bench.json. No downloads: the batches are generated, the tokenizer is "
-            "the bundled all-MiniLM-L6-v2 when installed."
+            "bench.png and bench.json into --out. No downloads: the batches are generated, the "
+            "tokenizer is the bundled all-MiniLM-L6-v2 when installed."
         ),
     )
     bench.add_argument(
         "--quick", action="store_true", help="small budget and B <= 1024 (under a minute)"
     )
-    bench.add_argument("--out", default=".", help="directory for bench.png and bench.json")
+    bench.add_argument(
+        "--out",
+        default=_DEFAULT_OUT,
+        help=f"folder for bench.png and bench.json, created if missing (default {_DEFAULT_OUT}/)",
+    )
     bench.add_argument(
         "--batch-sizes",
         type=_sizes,
@@ -67,11 +84,65 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--budget", type=float, default=None, help="seconds per batch size and workload"
     )
-    bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--seed", type=int, default=0, help="seed of the generated batches")
     bench.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (fastpad's, and those of transformers and huggingface_hub)",
+    )
     bench.add_argument("--no-plot", action="store_true", help="write no PNG")
     return parser
+
+
+@contextlib.contextmanager
+def _progress_bars_off() -> Iterator[None]:
+    """Silence the progress bars of transformers and huggingface_hub (e.g. "Loading weights"),
+    restoring their previous state afterwards."""
+    restore: list[Any] = []
+    previous = os.environ.get("HF_HUB_DISABLE_PROGRESS_BARS")
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    try:
+        with contextlib.suppress(ImportError):
+            hub: Any = importlib.import_module("huggingface_hub.utils")
+            if not hub.are_progress_bars_disabled():
+                hub.disable_progress_bars()
+                restore.append(hub.enable_progress_bars)
+        if importlib.util.find_spec("transformers") is not None:
+            logs: Any = importlib.import_module("transformers.utils.logging")
+            if logs.is_progress_bar_enabled():
+                logs.disable_progress_bar()
+                restore.append(logs.enable_progress_bar)
+        yield
+    finally:
+        for undo in reversed(restore):
+            undo()
+        if previous is None:
+            os.environ.pop("HF_HUB_DISABLE_PROGRESS_BARS", None)
+        else:
+            os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = previous
+
+
+def _missing_requirements(plot: bool) -> str | None:
+    """What `bench` needs and this environment lacks, as a message; None when all is there."""
+    try:
+        import torch  # noqa: F401  (the bench imports it anyway)
+    except ImportError:
+        return (
+            "needs torch, which is not installed (fastpad.pad itself works without it with "
+            "return_tensors='np'). Install the bench requirements with "
+            "pip install 'fastpad[bench]' (CPU-only torch: "
+            "pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+        )
+    try:
+        if plot:
+            import matplotlib  # noqa: F401
+    except ImportError:
+        return (
+            "needs matplotlib for bench.png, which is not installed: pass --no-plot, or "
+            "pip install 'fastpad[bench]'"
+        )
+    return None
 
 
 def bench(arguments: argparse.Namespace) -> int:
@@ -94,6 +165,10 @@ def bench(arguments: argparse.Namespace) -> int:
     if arguments.threads < 1:
         print("fastpad bench: --threads must be >= 1", file=sys.stderr)
         return 2
+    missing = _missing_requirements(plot=not arguments.no_plot)
+    if missing is not None:
+        print(f"fastpad bench: {missing}", file=sys.stderr)
+        return 2
     quick = arguments.quick
     sizes = arguments.batch_sizes or list(QUICK_BATCH_SIZES if quick else BATCH_SIZES)
     config = BenchConfig(
@@ -112,9 +187,17 @@ def bench(arguments: argparse.Namespace) -> int:
         quick=quick,
         seed=arguments.seed,
     )
-    os.makedirs(arguments.out, exist_ok=True)
+    try:
+        os.makedirs(arguments.out, exist_ok=True)
+    except OSError as error:
+        print(f"fastpad bench: cannot create --out {arguments.out!r}: {error}", file=sys.stderr)
+        return 2
+    files = "bench.json" if arguments.no_plot else "bench.json and bench.png"
+    print(f"fastpad bench: writing {files} to {os.path.abspath(arguments.out)}")
     started = time.perf_counter()
-    report = run(config, progress=not arguments.no_progress)
+    quiet = _progress_bars_off() if arguments.no_progress else contextlib.nullcontext()
+    with quiet:
+        report = run(config, progress=not arguments.no_progress)
     report["command"] = "python -m fastpad bench " + " ".join(sys.argv[2:])
     report["elapsed_s"] = time.perf_counter() - started
     machine = report["machine"]

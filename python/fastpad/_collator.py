@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ._batch import Batch
-from ._options import accelerator_available
+from ._options import accelerator_available, require_torch, resolve_tokenizer
 from ._pad import pad
 
 __all__ = ["DataCollatorForTokenClassification", "DataCollatorWithPadding"]
@@ -73,6 +73,22 @@ def _as_tensor(key: str, column: list[Any], return_tensors: str, owner: str) -> 
             f"fastpad.{owner}: field {key!r} cannot become one tensor (rows of different "
             f"lengths, or values that are not numbers): {error}"
         ) from error
+
+
+def _check_collator(collator: Any, owner: str) -> None:
+    """Construction-time checks: a tokenizer (object, name or path) and return_tensors."""
+    if collator.tokenizer is None:
+        raise TypeError(
+            f"fastpad.{owner}: tokenizer is required (a transformers tokenizer, or its name or "
+            "path), got None"
+        )
+    collator.tokenizer = resolve_tokenizer(collator.tokenizer, f"fastpad.{owner}")
+    if collator.return_tensors not in ("pt", "np"):
+        raise ValueError(
+            f"fastpad.{owner}: return_tensors must be 'pt' or 'np', got {collator.return_tensors!r}"
+        )
+    if collator.return_tensors == "pt":
+        require_torch(f"fastpad.{owner}")
 
 
 def _pin_default(pin_memory: bool | None, return_tensors: str) -> bool | None:
@@ -170,8 +186,9 @@ class DataCollatorWithPadding:
 
     Parameters
     ----------
-    tokenizer : transformers tokenizer
-        Supplies the pad ids, padding side, field names and ``model_max_length``.
+    tokenizer : transformers tokenizer, str or os.PathLike
+        Supplies the pad ids, padding side, field names and ``model_max_length``. A name or
+        path is loaded with ``AutoTokenizer.from_pretrained`` (once per process).
     padding : bool or {"longest", "max_length", "do_not_pad"}, default True
         As in `fastpad.pad`.
     max_length : int, optional
@@ -201,6 +218,9 @@ class DataCollatorWithPadding:
     pad_to_multiple_of: int | None = None
     return_tensors: str = "pt"
     pin_memory: bool | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        _check_collator(self, "DataCollatorWithPadding")
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> Batch:
         """Pad a list of feature dicts.
@@ -240,8 +260,9 @@ class DataCollatorForTokenClassification:
 
     Parameters
     ----------
-    tokenizer : transformers tokenizer
-        Supplies the pad ids, padding side, field names and ``model_max_length``.
+    tokenizer : transformers tokenizer, str or os.PathLike
+        Supplies the pad ids, padding side, field names and ``model_max_length``. A name or
+        path is loaded with ``AutoTokenizer.from_pretrained`` (once per process).
     padding : bool or {"longest", "max_length", "do_not_pad"}, default True
         As in `fastpad.pad`.
     max_length : int, optional
@@ -263,6 +284,9 @@ class DataCollatorForTokenClassification:
     label_pad_token_id: int = -100
     return_tensors: str = "pt"
     pin_memory: bool | None = field(default=None, kw_only=True)
+
+    def __post_init__(self) -> None:
+        _check_collator(self, "DataCollatorForTokenClassification")
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> Batch:
         """Pad a list of feature dicts and their per-token labels.

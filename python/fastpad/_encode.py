@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from ._options import resolve_tokenizer
 from ._pad import pad
 
 __all__ = ["encode"]
@@ -120,6 +121,11 @@ def encode(
     >>> batch["input_ids"].shape  # doctest: +SKIP
     torch.Size([2, 5])
     """
+    if tokenizer is None:
+        raise TypeError(
+            "fastpad.encode: tokenizer is required (a transformers tokenizer, or its name or path)"
+        )
+    tokenizer = resolve_tokenizer(tokenizer, "fastpad.encode")
     return_attention_mask = kw.pop("return_attention_mask", None)
     if (
         return_tensors not in ("pt", "np")

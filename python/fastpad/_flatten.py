@@ -12,6 +12,7 @@ import numpy.typing as npt
 from . import _cache, _core
 from ._batch import Batch
 from ._inputs import Field, normalize_inputs
+from ._options import require_torch
 from ._ragged import Ragged
 
 __all__ = ["concat_field", "flatten", "select_fields"]
@@ -137,6 +138,8 @@ def flatten(
         raise ValueError(
             f"fastpad.flatten: return_tensors must be 'pt' or 'np', got {return_tensors!r}"
         )
+    if return_tensors == "pt":
+        require_torch("fastpad.flatten")
     inputs = normalize_inputs(select_fields(encoded_inputs, ("input_ids", "labels")))
     if "input_ids" not in inputs.fields:
         raise TypeError("fastpad.flatten: the batch has no 'input_ids' field")

@@ -68,6 +68,12 @@ def _two_d_as_ragged(array: Any, key: str) -> Ragged:
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     array = np.ascontiguousarray(array)
+    if array.dtype.kind not in "iu":
+        # Named here: the Ragged this becomes is an implementation detail the user never passed.
+        raise TypeError(
+            f"fastpad.pad: field {key!r} is a 2-D array of {array.dtype}; token ids must be "
+            "integers (convert it, e.g. .long() or .astype(np.int64), if its values are ids)"
+        )
     rows, width = array.shape
     return Ragged(array.reshape(-1), np.arange(rows + 1, dtype=np.int64) * width)
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import numbers
+import os
+import threading
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -24,7 +26,9 @@ __all__ = [
     "PadOptions",
     "accelerator_available",
     "check_keywords",
+    "require_torch",
     "resolve_options",
+    "resolve_tokenizer",
 ]
 
 # Pad values transformers uses for the fields it knows (`PreTrainedTokenizerBase._pad`).
@@ -101,17 +105,104 @@ def _int_option(value: Any, name: str) -> int | None:
 
 
 def _dtype_name(value: Any, name: str, allowed: tuple[str, ...]) -> str:
+    """The name of a dtype given as a name ("int32", "torch.int32"), a numpy dtype or scalar
+    type (``np.int32``), a torch dtype (``torch.int32``) or ``bool``."""
     if value is None:
         return "int64"
-    if value is bool:
-        text = "bool"
-    else:
+    text: str | None = None
+    if isinstance(value, str):
+        text = value.removeprefix("torch.")
+    elif type(value).__module__ == "torch":  # torch.int32 and friends, without importing torch
         text = str(value).removeprefix("torch.")
-        with contextlib.suppress(TypeError):
-            text = np.dtype(text).name
+    if text is None or text not in allowed:
+        with contextlib.suppress(TypeError, ValueError):
+            text = np.dtype(value if text is None else text).name
     if text not in allowed:
-        raise ValueError(f"fastpad.pad: {name} must be one of {list(allowed)}, got {value!r}")
+        shown = getattr(value, "__name__", None) if isinstance(value, type) else None
+        raise ValueError(
+            f"fastpad.pad: {name} must be one of {list(allowed)} (a name, a numpy or a torch "
+            f"dtype), got {shown or repr(value)}"
+        )
     return text
+
+
+_TORCH_INSTALL = (
+    "pip install torch (the CPU-only build: pip install torch --index-url "
+    "https://download.pytorch.org/whl/cpu)"
+)
+
+
+@functools.cache
+def _torch_importable() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_torch(owner: str, what: str = "return_tensors='pt' (the default)") -> None:
+    """Raise a ModuleNotFoundError naming `owner` when torch is not installed.
+
+    The message says that ``return_tensors='np'`` works without torch and how to install it.
+    """
+    if _torch_importable():
+        return
+    _torch_importable.cache_clear()  # torch may be installed later in this process
+    raise ModuleNotFoundError(
+        f"{owner}: {what} needs torch, which is not installed. Without torch, "
+        f"return_tensors='np' gives numpy arrays (fastpad.pad(rows, pad_token_id=0, "
+        f"return_tensors='np')); or install torch: {_TORCH_INSTALL}",
+        name="torch",
+    )
+
+
+# Tokenizers loaded from a name or path, once per process and name.
+_LOADED_TOKENIZERS: dict[str, Any] = {}
+_LOADED_TOKENIZERS_LOCK = threading.Lock()
+
+
+def resolve_tokenizer(tokenizer: Any, owner: str = "fastpad.pad") -> Any:
+    """`tokenizer` itself, or the tokenizer a name or path loads (``AutoTokenizer``, once).
+
+    None stays None. Anything else must look like a transformers tokenizer (``pad_token_id`` and
+    ``model_input_names``): otherwise a TypeError naming `owner` and what was passed.
+    """
+    if tokenizer is None:
+        return None
+    if isinstance(tokenizer, str | os.PathLike):
+        return _load_tokenizer(os.fspath(tokenizer), owner)
+    if not (hasattr(tokenizer, "model_input_names") and hasattr(tokenizer, "pad_token_id")):
+        raise TypeError(
+            f"{owner}: tokenizer must be a transformers tokenizer (or its name or path, loaded "
+            f"with AutoTokenizer.from_pretrained), got {type(tokenizer).__name__}"
+        )
+    return tokenizer
+
+
+def _load_tokenizer(name: str, owner: str) -> Any:
+    with _LOADED_TOKENIZERS_LOCK:
+        loaded = _LOADED_TOKENIZERS.get(name)
+        if loaded is not None:
+            return loaded
+        try:
+            from transformers import AutoTokenizer
+        except ImportError as error:
+            raise ModuleNotFoundError(
+                f"{owner}: tokenizer={name!r} is a name or path, and loading it needs "
+                "transformers, which is not installed: pip install transformers (or pass the "
+                "tokenizer object, or pad_token_id without a tokenizer)",
+                name="transformers",
+            ) from error
+        try:
+            loaded = AutoTokenizer.from_pretrained(name)
+        except Exception as error:
+            raise ValueError(
+                f"{owner}: could not load tokenizer={name!r} with "
+                f"AutoTokenizer.from_pretrained ({type(error).__name__}: {error})"
+            ) from error
+        _LOADED_TOKENIZERS[name] = loaded
+        return loaded
 
 
 @functools.cache
@@ -185,6 +276,7 @@ def resolve_options(
         else:
             if cached is not None:
                 return cached
+    tokenizer = resolve_tokenizer(tokenizer)
     # Checked in this order, so that a call with several bad options always reports the same one.
     padding_code, length, truncate, multiple = _lengths(
         tokenizer, padding, max_length, truncation, pad_to_multiple_of
@@ -197,6 +289,8 @@ def resolve_options(
         raise ValueError(
             f"fastpad.pad: return_tensors must be 'pt' or 'np', got {return_tensors!r}"
         )
+    if return_tensors == "pt":
+        require_torch("fastpad.pad")
     if return_attention_mask is None:
         names = getattr(tokenizer, "model_input_names", None) if tokenizer is not None else None
         return_attention_mask = names is None or "attention_mask" in names

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from . import _ring
 from ._batch import Batch
 from ._inputs import Inputs, normalize_inputs
-from ._options import PAD_KEYWORDS, PadOptions, check_keywords, resolve_options
+from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, resolve_options
 from ._pad import _stack_scalars, pad_inputs
 from ._ragged_transfer import RaggedPlan, expand_outputs, pack_flat, padded_itemsizes, plan_ragged
 from ._ring import Layout, Part, PinnedRing, aligned
@@ -149,6 +149,7 @@ class Packer:
         ragged_transfer: bool | Literal["auto"] = False,
         **pad_defaults: Any,
     ) -> None:
+        require_torch("fastpad.Packer", "a Packer (torch tensors on a device)")
         torch = _ring._torch()
         if isinstance(buffers, bool) or not isinstance(buffers, int):
             raise TypeError(f"fastpad.Packer: buffers must be an int, got {type(buffers).__name__}")

@@ -13,6 +13,7 @@ from . import _core
 from ._batch import Batch
 from ._flatten import concat_field
 from ._inputs import normalize_inputs
+from ._options import require_torch, resolve_tokenizer
 from ._pad import pad
 from ._ragged import Ragged
 
@@ -137,6 +138,7 @@ def windows(
     >>> batch["input_ids"].tolist(), batch["overflow_to_sample_mapping"].tolist()
     ([[101, 1, 2, 3, 102], [101, 3, 4, 5, 102]], [0, 0])
     """
+    tokenizer = resolve_tokenizer(tokenizer, "fastpad.windows")
     window_length = _int(max_length, "max_length")
     overlap = _int(stride, "stride")
     head = _tokens(prefix, "prefix")
@@ -228,6 +230,7 @@ def windows(
     )
     mapping: Any = rows
     if pad_kwargs.get("return_tensors", "pt") == "pt":
+        require_torch("fastpad.windows")
         import torch
 
         mapping = torch.from_numpy(rows)

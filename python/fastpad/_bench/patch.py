@@ -207,7 +207,7 @@ def _sentence_transformers(config: Any, path: str, say: Callable[[str], None]) -
     say(f"patch_transformers: SentenceTransformer.encode of {texts_count} texts")
     model: Any = SentenceTransformer(path, device="cpu")
     texts = make_texts(texts_count, config.seed, mean_words=30)
-    model.encode(texts[:batch_size], batch_size=batch_size)  # warm-up, untimed
+    model.encode(texts[:batch_size], batch_size=batch_size, show_progress_bar=False)  # warm-up
     embeddings: dict[bool, Any] = {}
     batches: list[Any] = []
 
@@ -218,7 +218,9 @@ def _sentence_transformers(config: Any, path: str, say: Callable[[str], None]) -
         model.preprocess = timed
         try:
             start = time.perf_counter()
-            embeddings[patched] = model.encode(texts, batch_size=batch_size)
+            embeddings[patched] = model.encode(
+                texts, batch_size=batch_size, show_progress_bar=False
+            )
             total = time.perf_counter() - start
         finally:
             del model.preprocess
@@ -402,11 +404,17 @@ def _end_to_end_rows(part: dict[str, Any], prep_label: str) -> Iterator[str]:
     )
 
 
-def add_to_plot(figure: Any, axes: Any, report: dict[str, Any]) -> None:
-    """Append a panel of the section's speed-ups (log scale) to the bench figure."""
+def add_to_plot(axis: Any, report: dict[str, Any]) -> bool:
+    """Draw the section's speed-ups as bars on `axis`; False (nothing drawn) without a section.
+
+    A log x axis with 1x marked; a slowdown (< 1x) is a grey hatched bar labelled "slower", so it
+    never reads as a small win. Labels stay inside the frame.
+    """
+    from .plot import LOSS_COLOR, WIN_COLOR
+
     section = report.get("patch_transformers")
     if not section:
-        return
+        return False
     bars: list[tuple[str, float]] = [(item["short"], item["speedup"]) for item in section["micro"]]
     encode, training = section["sentence_transformers"], section["training_loop"]
     if "skipped" not in encode:
@@ -418,22 +426,31 @@ def add_to_plot(figure: Any, axes: Any, report: dict[str, Any]) -> None:
         ("train: host prep", training["prep_speedup"]),
         ("train: total", training["total_speedup"]),
     ]
-    columns = len(axes)
-    grid = figure.add_gridspec(1, columns + 1)
-    for index, axis in enumerate(axes):
-        axis.set_subplotspec(grid[0, index])
-    panel = figure.add_subplot(grid[0, columns])
-    width, height = figure.get_size_inches()
-    figure.set_size_inches(width * (columns + 1) / columns, height)
     labels = [label for label, _ in bars]
     values = [value for _, value in bars]
     positions = list(range(len(bars)))
-    panel.barh(positions, values, color="tab:red")
-    panel.set_yticks(positions, labels, fontsize=7)
-    panel.invert_yaxis()
-    panel.set_xscale("log")
-    panel.axvline(1.0, color="black", linewidth=0.8)
-    for position, value in zip(positions, values, strict=True):
-        panel.text(value, position, f" {value:.3g}x", va="center", fontsize=7)
-    panel.set_title(f"patch_transformers() speed-up (B={MICRO_BATCH} / end to end)", fontsize=9)
-    panel.set_xlabel("unpatched time / patched time")
+    slower = [value < 1.0 for value in values]
+    axis.barh(
+        positions,
+        values,
+        color=[LOSS_COLOR if loss else WIN_COLOR for loss in slower],
+    )
+    for bar, loss in zip(axis.patches, slower, strict=True):
+        if loss:
+            bar.set_hatch("///")
+            bar.set_edgecolor("black")
+    axis.set_yticks(positions, labels, fontsize=7)
+    axis.invert_yaxis()
+    low, high = min([*values, 1.0]), max([*values, 1.0])
+    # Room for the labels: the frame reaches well past the longest bar and below the shortest.
+    axis.set_xlim(min(0.5, low / 2), high * 6)
+    axis.set_xscale("log")
+    axis.axvline(1.0, color="black", linewidth=1.2)
+    axis.text(1.0, 0.01, " 1x", transform=axis.get_xaxis_transform(), va="bottom", fontsize=8)
+    for position, value, loss in zip(positions, values, slower, strict=True):
+        text = f" {value:.3g}x (slower)" if loss else f" {value:.3g}x"
+        axis.text(max(value, 1.0), position, text, va="center", fontsize=7)
+    axis.grid(True, axis="x", which="major", alpha=0.4)
+    axis.set_title(f"patch_transformers() speed-up (B={MICRO_BATCH}; end to end)")
+    axis.set_xlabel("unpatched time / patched time (grey hatched: slower)")
+    return True

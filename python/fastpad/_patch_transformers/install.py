@@ -122,7 +122,16 @@ def _uninstall() -> None:
 
 
 class _PatchTransformers:
-    """The `fastpad.patch_transformers` callable, with its statistics."""
+    """Route transformers' padding through fastpad, value for value: ``patch_transformers()``.
+
+    Call it once (``fastpad.patch_transformers()``) and existing code that pads with
+    ``tokenizer.pad``, ``tokenizer(..., padding=True, return_tensors="pt")``,
+    ``DataCollatorWithPadding``, ``DataCollatorForTokenClassification`` or
+    ``DataCollatorWithFlattening`` gets the same tensors from fastpad's C++ core. A call the
+    fast path does not reproduce exactly runs transformers' original code. Undo with
+    `fastpad.unpatch_transformers`; ``patch_transformers.stats()`` counts fast and fallback
+    calls per entry point (with the reasons, `REASONS`).
+    """
 
     #: Why a call ran transformers' original code: reason -> explanation (as `stats` counts).
     REASONS = FALLBACK_REASONS
