@@ -19,6 +19,7 @@ __all__ = [
     "FALLBACK_REASONS",
     "FLATTENING",
     "PAD",
+    "SEQ2SEQ",
     "TF",
     "TOKEN_CLASSIFICATION",
     "PatchWarning",
@@ -68,7 +69,8 @@ PAD = "tokenizer.pad"
 CALL = "tokenizer.__call__"
 TOKEN_CLASSIFICATION = "DataCollatorForTokenClassification"
 FLATTENING = "DataCollatorWithFlattening"
-ENTRY_POINTS = (PAD, CALL, TOKEN_CLASSIFICATION, FLATTENING)
+SEQ2SEQ = "DataCollatorForSeq2Seq"
+ENTRY_POINTS = (PAD, CALL, TOKEN_CLASSIFICATION, FLATTENING, SEQ2SEQ)
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,6 +133,7 @@ class Transformers:
     data_collator: Any  # the transformers.data.data_collator module
     token_classification: Any
     flattening: Any
+    seq2seq: Any  # DataCollatorForSeq2Seq
 
 
 # Set by load_transformers (at patch time). The fast paths read it as `common.TF`: a wrapper is
@@ -164,6 +167,7 @@ def load_transformers() -> Transformers | None:
             data_collator=data_collator,
             token_classification=data_collator.DataCollatorForTokenClassification,
             flattening=data_collator.DataCollatorWithFlattening,
+            seq2seq=data_collator.DataCollatorForSeq2Seq,
         )
     except (ImportError, AttributeError, KeyError):
         return None

@@ -19,12 +19,14 @@ from .common import (
     ENTRY_POINTS,
     FALLBACK_REASONS,
     PAD,
+    SEQ2SEQ,
     TOKEN_CLASSIFICATION,
     PatchWarning,
     Transformers,
     load_transformers,
 )
 from .fingerprints import unrecognised
+from .seq2seq import wrap_seq2seq
 from .tokenizer_call import CALL_METHODS, wrap_call
 from .tokenizer_pad import PAD_METHODS, wrap_pad
 
@@ -56,6 +58,8 @@ def _targets(entry: str, tf: Transformers) -> list[tuple[type, str, Callable[[An
             (tf.token_classification, "torch_call", lambda f: wrap_token_classification(f, "pt")),
             (tf.token_classification, "numpy_call", lambda f: wrap_token_classification(f, "np")),
         ]
+    if entry == SEQ2SEQ:
+        return [(tf.seq2seq, "__call__", wrap_seq2seq)]
     return [(tf.flattening, "__call__", wrap_flattening)]
 
 
