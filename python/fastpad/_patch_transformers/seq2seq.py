@@ -30,7 +30,7 @@ from .._inputs import Field, Inputs
 from .._options import resolve_options
 from .._pad import pad_inputs
 from .common import COUNTERS, SEQ2SEQ
-from .convert import allocator, bind, is_int_vector, vector_rows
+from .convert import allocator, bind, is_int_vector
 
 __all__ = ["CALL_FORMS", "SEQ2SEQ_FINGERPRINTS", "wrap_seq2seq"]
 
@@ -81,7 +81,7 @@ class _Raised(Exception):
 
 
 def _padding_mode(padding: Any, strategy: Any) -> str | None:
-    """"longest", "max_length" or "do_not_pad" as the original reads `padding`, else None."""
+    """ "longest", "max_length" or "do_not_pad" as the original reads `padding`, else None."""
     if padding is True:
         return "longest"
     if padding is False:
@@ -104,8 +104,9 @@ def _label_rows(labels: list[Any], kind: str, arrays: bool) -> Field | str:
         return "input_type"
     if not all(is_int_vector(row) and row.dtype != np.uint64 for row in labels):
         return "input_type"
-    field = vector_rows(labels)
-    return "input_type" if field is None else field
+    # np.concatenate views a tensor through Tensor.numpy(), which marks the caller's storage
+    # as no longer resizable: np.asarray does the same.
+    return Field("rows", [np.asarray(row) for row in labels])
 
 
 def _width(lengths: list[int], target: int) -> int | None:
