@@ -136,8 +136,9 @@ class _PatchTransformers:
 
         Patches ``PreTrainedTokenizerBase.pad`` (so also ``DataCollatorWithPadding``), the
         tokenizer call with ``return_tensors="pt"``/``"np"``,
-        ``DataCollatorForTokenClassification`` and ``DataCollatorWithFlattening``. Calls the
-        fast paths do not reproduce exactly run transformers' original code. Idempotent and
+        ``DataCollatorForTokenClassification``, ``DataCollatorWithFlattening`` and
+        ``DataCollatorForSeq2Seq``. Calls the fast paths do not reproduce exactly run
+        transformers' original code. Idempotent and
         thread-safe; undone by `unpatch_transformers`.
 
         Returns
@@ -172,8 +173,9 @@ class _PatchTransformers:
         -------
         dict
             ``{entry point: {"fast": n, "fallback": n, "reasons": {reason: n}}}`` for
-            ``tokenizer.pad``, ``tokenizer.__call__``, ``DataCollatorForTokenClassification``
-            and ``DataCollatorWithFlattening``; the reasons are those of `FALLBACK_REASONS`.
+            ``tokenizer.pad``, ``tokenizer.__call__``, ``DataCollatorForTokenClassification``,
+            ``DataCollatorWithFlattening`` and ``DataCollatorForSeq2Seq``; the reasons are
+            those of `FALLBACK_REASONS`.
         """
         return COUNTERS.snapshot()
 

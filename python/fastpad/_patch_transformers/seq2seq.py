@@ -170,7 +170,7 @@ def _seq2seq(
     padded = None
     if labels is not None:
         field = _label_rows(labels, kind, arrays)
-        if type(field) is str:
+        if isinstance(field, str):
             return field
         lengths = [len(label) for label in labels]
         if mode == "do_not_pad":
@@ -184,7 +184,9 @@ def _seq2seq(
                 target = (target + multiple - 1) // multiple * multiple
             width = _width(lengths, target)
         if width is None:
-            return "error"  # ragged labels: the original's conversion raises
+            # Rows of different lengths: the original's conversion raises (np.array, and
+            # torch.tensor unless the first row is empty: it then makes them all [n, 0]).
+            return "error"
         options = resolve_options(
             padding="max_length",
             max_length=width,
