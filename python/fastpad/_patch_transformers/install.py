@@ -138,8 +138,8 @@ class _PatchTransformers:
         tokenizer call with ``return_tensors="pt"``/``"np"``,
         ``DataCollatorForTokenClassification``, ``DataCollatorWithFlattening`` and
         ``DataCollatorForSeq2Seq``. Calls the fast paths do not reproduce exactly run
-        transformers' original code. Idempotent and
-        thread-safe; undone by `unpatch_transformers`.
+        transformers' original code. Idempotent and thread-safe; undone by
+        `unpatch_transformers`.
 
         Returns
         -------
