@@ -1,6 +1,6 @@
 """`fastpad.patch_transformers()`: transformers' own padding paths through fastpad, same results.
 
-One call at start-up replaces four methods of transformers' classes with wrappers:
+One call at start-up replaces five methods of transformers' classes with wrappers:
 
 - ``PreTrainedTokenizerBase.pad`` (every tokenizer; ``DataCollatorWithPadding`` and the other
   collators that call ``tokenizer.pad`` benefit through it): the rows are packed by the C++ core
@@ -12,6 +12,9 @@ One call at start-up replaces four methods of transformers' classes with wrapper
 - ``DataCollatorForTokenClassification.torch_call`` / ``numpy_call``: the labels are padded by the
   core.
 - ``DataCollatorWithFlattening.__call__``: `fastpad.flatten`.
+- ``DataCollatorForSeq2Seq.__call__``: the labels are padded by the core; ``tokenizer.pad`` (patched
+  or not) and the model's ``prepare_decoder_input_ids_from_labels`` are called as the original
+  calls them.
 
 Exact or not at all: every wrapper first checks the call against an allow-list of argument values,
 input types and tokenizer classes known to give the same result (type, keys and their order,
@@ -29,7 +32,7 @@ The package, one module per job:
 - `convert`: checks and conversions the fast paths share;
 - `fingerprints`: which transformers functions each entry point reproduces, and the
   fingerprints of the tested release;
-- `tokenizer_pad`, `tokenizer_call`, `collators`: the fast paths;
+- `tokenizer_pad`, `tokenizer_call`, `collators`, `seq2seq`: the fast paths;
 - `install`: patching and unpatching, the public callables.
 """
 

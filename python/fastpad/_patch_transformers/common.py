@@ -19,6 +19,7 @@ __all__ = [
     "FALLBACK_REASONS",
     "FLATTENING",
     "PAD",
+    "SEQ2SEQ",
     "TF",
     "TOKEN_CLASSIFICATION",
     "PatchWarning",
@@ -38,17 +39,22 @@ FALLBACK_REASONS: dict[str, str] = {
     "extra positionals, text_target, tokenizer_kwargs): transformers reports or handles them",
     "return_tensors": "return_tensors other than 'pt' / 'np' (None, 'tf', 'mlx', ...)",
     "padding": "no padding: padding=False / 'do_not_pad' in tokenizer.pad, or 'max_length' "
-    "without a usable max_length",
+    "without a usable max_length; in DataCollatorForSeq2Seq, labels that are not lists with "
+    "padding=False (transformers converts them through float64)",
     "option": "an option value outside the tested ones (non-int max_length or "
     "pad_to_multiple_of, padding_side not 'left'/'right', return_attention_mask or verbose not a "
-    "bool, label_pad_token_id or separator_id not an int, a collator's internals changed)",
+    "bool, label_pad_token_id or separator_id not an int, a collator's internals changed, "
+    "a collator's padding other than True/False/'longest'/'max_length'/'do_not_pad' or "
+    "pad_to_multiple_of under 1, a form of DataCollatorForSeq2Seq.__call__ not reproduced)",
     "warning": "transformers warns here (padding=True with max_length and verbose=True)",
     "single_example": "one example, not a batch (transformers returns 1-D values)",
     "empty_batch": "no example at all",
     "input_type": "inputs outside the allow-list: containers other than list/tuple of dict or "
     "BatchEncoding, non-str keys, rows that are not lists of exact ints or 1-D integer "
     "arrays/tensors, tuples, mappings of arrays (transformers converts them in place), "
-    "per-example values that are not Python numbers",
+    "per-example values that are not Python numbers; DataCollatorForSeq2Seq labels given as "
+    "arrays or tensors with return_tensors='pt' (torch warns once per process there) or on "
+    "4.41, or under both 'label' and 'labels'",
     "unpadded_field": "a field of rows transformers does not pad (it keeps them as they are) "
     "whose rows differ in length or are not lists of exact ints",
     "attention_mask_kept": "return_attention_mask=False with an attention_mask given "
@@ -56,11 +62,13 @@ FALLBACK_REASONS: dict[str, str] = {
     "no_pad_token": "the tokenizer has no pad token (transformers raises)",
     "slow_tokenizer": "the tokenizer call of a tokenizer without the Rust backend",
     "overridden": "the tokenizer's class or instance overrides a method the fast path "
-    "reproduces (_pad, _get_padding_truncation_strategies, _encode_plus, _convert_encoding)",
+    "reproduces (_pad, _get_padding_truncation_strategies, _encode_plus, _convert_encoding; "
+    "pad, for DataCollatorForSeq2Seq), or is not a PreTrainedTokenizerBase",
     "ragged": "the tokenizer call's lists are not rectangular rows of ints (padding=False on "
     "rows of different lengths): transformers' own conversion runs on them",
     "error": "the fast path raised (rows longer than max_length, fields of different lengths, "
-    "values out of range, ...): the original runs and raises or returns what it does",
+    "values out of range, ...) or found labels of different lengths "
+    "(DataCollatorForSeq2Seq): the original runs and raises or returns what it does",
 }
 
 # Entry points, as `stats()` names them.
@@ -68,7 +76,8 @@ PAD = "tokenizer.pad"
 CALL = "tokenizer.__call__"
 TOKEN_CLASSIFICATION = "DataCollatorForTokenClassification"
 FLATTENING = "DataCollatorWithFlattening"
-ENTRY_POINTS = (PAD, CALL, TOKEN_CLASSIFICATION, FLATTENING)
+SEQ2SEQ = "DataCollatorForSeq2Seq"
+ENTRY_POINTS = (PAD, CALL, TOKEN_CLASSIFICATION, FLATTENING, SEQ2SEQ)
 
 
 # --------------------------------------------------------------------------------------------
@@ -131,6 +140,7 @@ class Transformers:
     data_collator: Any  # the transformers.data.data_collator module
     token_classification: Any
     flattening: Any
+    seq2seq: Any  # DataCollatorForSeq2Seq
 
 
 # Set by load_transformers (at patch time). The fast paths read it as `common.TF`: a wrapper is
@@ -164,6 +174,7 @@ def load_transformers() -> Transformers | None:
             data_collator=data_collator,
             token_classification=data_collator.DataCollatorForTokenClassification,
             flattening=data_collator.DataCollatorWithFlattening,
+            seq2seq=data_collator.DataCollatorForSeq2Seq,
         )
     except (ImportError, AttributeError, KeyError):
         return None

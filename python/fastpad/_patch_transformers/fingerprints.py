@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import CALL, FLATTENING, PAD, TOKEN_CLASSIFICATION, Transformers
+from .common import CALL, FLATTENING, PAD, SEQ2SEQ, TOKEN_CLASSIFICATION, Transformers
 
 __all__ = ["KNOWN_FINGERPRINTS", "dependencies", "fingerprint", "unrecognised"]
 
@@ -95,6 +95,13 @@ def dependencies(tf: Transformers) -> dict[str, dict[str, Any]]:
             "DataCollatorWithFlattening.__init__": member(tf.flattening, "__init__"),
             "DataCollatorWithFlattening.__call__": member(tf.flattening, "__call__"),
         },
+        # (tokenizer.pad is called as the original calls it, patched or not: not a dependency.)
+        SEQ2SEQ: {
+            "DataCollatorForSeq2Seq.__call__": member(tf.seq2seq, "__call__"),
+            "pad_without_fast_tokenizer_warning": member(
+                tf.data_collator, "pad_without_fast_tokenizer_warning"
+            ),
+        },
     }
 
 
@@ -120,6 +127,8 @@ KNOWN_FINGERPRINTS: dict[str, frozenset[str]] = {
         "pad_without_fast_tokenizer_warning": "0d0569be47bc353e",
         "DataCollatorWithFlattening.__init__": "6ba66831c93731df",
         "DataCollatorWithFlattening.__call__": "9458742dac36c425",
+        # The same from 5.0; other releases' forms: seq2seq.SEQ2SEQ_FINGERPRINTS.
+        "DataCollatorForSeq2Seq.__call__": "b1e79b89c50f186f",
     }.items()
 }
 

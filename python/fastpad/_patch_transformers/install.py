@@ -19,12 +19,14 @@ from .common import (
     ENTRY_POINTS,
     FALLBACK_REASONS,
     PAD,
+    SEQ2SEQ,
     TOKEN_CLASSIFICATION,
     PatchWarning,
     Transformers,
     load_transformers,
 )
 from .fingerprints import unrecognised
+from .seq2seq import wrap_seq2seq
 from .tokenizer_call import CALL_METHODS, wrap_call
 from .tokenizer_pad import PAD_METHODS, wrap_pad
 
@@ -56,6 +58,8 @@ def _targets(entry: str, tf: Transformers) -> list[tuple[type, str, Callable[[An
             (tf.token_classification, "torch_call", lambda f: wrap_token_classification(f, "pt")),
             (tf.token_classification, "numpy_call", lambda f: wrap_token_classification(f, "np")),
         ]
+    if entry == SEQ2SEQ:
+        return [(tf.seq2seq, "__call__", wrap_seq2seq)]
     return [(tf.flattening, "__call__", wrap_flattening)]
 
 
@@ -141,9 +145,10 @@ class _PatchTransformers:
 
         Patches ``PreTrainedTokenizerBase.pad`` (so also ``DataCollatorWithPadding``), the
         tokenizer call with ``return_tensors="pt"``/``"np"``,
-        ``DataCollatorForTokenClassification`` and ``DataCollatorWithFlattening``. Calls the
-        fast paths do not reproduce exactly run transformers' original code. Idempotent and
-        thread-safe; undone by `unpatch_transformers`.
+        ``DataCollatorForTokenClassification``, ``DataCollatorWithFlattening`` and
+        ``DataCollatorForSeq2Seq``. Calls the fast paths do not reproduce exactly run
+        transformers' original code. Idempotent and thread-safe; undone by
+        `unpatch_transformers`.
 
         Returns
         -------
@@ -177,8 +182,9 @@ class _PatchTransformers:
         -------
         dict
             ``{entry point: {"fast": n, "fallback": n, "reasons": {reason: n}}}`` for
-            ``tokenizer.pad``, ``tokenizer.__call__``, ``DataCollatorForTokenClassification``
-            and ``DataCollatorWithFlattening``; the reasons are those of `FALLBACK_REASONS`.
+            ``tokenizer.pad``, ``tokenizer.__call__``, ``DataCollatorForTokenClassification``,
+            ``DataCollatorWithFlattening`` and ``DataCollatorForSeq2Seq``; the reasons are
+            those of `FALLBACK_REASONS`.
         """
         return COUNTERS.snapshot()
 
