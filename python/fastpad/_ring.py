@@ -165,7 +165,12 @@ class PublicCudaCalls:
     def copy(self, destination: Any, source: Any, consumer: Any, wait: Any) -> None:
         """``destination.copy_(source, non_blocking=True)`` on the copy stream, after `wait` (an
         event, or None) on that stream."""
-        stream = consumer if self.copy_stream is None else self.copy_stream
+        stream = self.copy_stream
+        if stream is None:  # stream="current": the consumer's stream is current already
+            if wait is not None:
+                self.wait(wait, consumer)
+            destination.copy_(source, non_blocking=True)
+            return
         with self._cuda.stream(stream):
             if wait is not None:
                 self.wait(wait, stream)
@@ -401,23 +406,26 @@ class PinnedRing:
         """
         calls = self._calls
         use_count = self._use_count
+        side = calls.copy_stream is not None
         for other in self._slots:
             if other.handed and use_count(other.cdata) <= other.base_uses:
-                # Released since the last call: every read of it was queued before now.
+                # Released since the last call: every read of it was queued before now. On a
+                # side stream the next copy into it waits for an event recorded now (early, so
+                # the wait does not take in later work); on the consumer's stream a copy queues
+                # behind those reads anyway, unless the current stream changed in between.
                 other.handed = False
-                if other.freed is None:
-                    other.freed = calls.event(False)
-                calls.record(other.freed, other.consumer)
                 other.free_pending = True
-        copy_stream = calls.copy_stream
-        if copy_stream is None:
-            copy_stream = consumer
+                if side:
+                    self._record_free(other)
+        copy_stream = calls.copy_stream if side else consumer
         wait = None
         if slot.handed:  # still held: the batch keeps its buffer
             self._retire(slot)
         elif slot.free_pending:
             slot.free_pending = False
             if slot.consumer is not copy_stream:
+                if not side:
+                    self._record_free(slot)
                 wait = slot.freed
         if slot.device is None:
             self._allocate_device(slot, consumer)
@@ -431,6 +439,13 @@ class PinnedRing:
         slot.handed = True
         slot.consumer = consumer
         return slot
+
+    def _record_free(self, slot: Slot) -> None:
+        """Record the slot's release event on the stream its batch was handed out to."""
+        calls = self._calls
+        if slot.freed is None:
+            slot.freed = calls.event(False)
+        calls.record(slot.freed, slot.consumer)
 
     def _allocate_device(self, slot: Slot, consumer: Any) -> None:
         calls = self._calls
