@@ -122,6 +122,24 @@ def test_leaving_early_stops_the_thread() -> None:
     assert count <= 4 + 2 + 1  # at most depth + the one in hand ahead of the loop
 
 
+def test_an_abandoned_prefetcher_stops_its_thread() -> None:
+    import gc
+
+    def endless() -> Iterator[int]:
+        number = 0
+        while True:
+            yield number
+            number += 1
+
+    prepared = fastpad.prefetch(endless(), depth=1)
+    assert next(prepared) == 0
+    thread = prepared._thread
+    del prepared  # never closed
+    gc.collect()
+    thread.join(timeout=5)
+    assert not thread.is_alive()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [

@@ -87,11 +87,60 @@ def _to_device(batch: Any, device: Any) -> Any:
     return batch
 
 
+class _Shared:
+    """What the worker thread and its `Prefetcher` share. The thread holds this, never the
+    Prefetcher itself, so an abandoned Prefetcher is collected and its ``__del__`` stops it."""
+
+    def __init__(self, depth: int) -> None:
+        self.queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.prepare_s = 0.0
+
+    def put(self, entry: tuple[Any, BaseException | None]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(entry, timeout=_POLL_S)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+
+def _work(
+    shared: _Shared,
+    items: Iterator[Any],
+    prepare: Callable[[Any], Any] | None,
+    device: Any,
+    stream: Any,
+) -> None:
+    """The worker thread: prepare each item (and copy it to `device`), queue it in order."""
+    try:
+        if stream is not None:
+            _torch_if_imported().cuda.set_stream(stream)
+        for item in items:
+            if shared.stop.is_set():
+                return
+            started = time.perf_counter()
+            batch = item if prepare is None else prepare(item)
+            if device is not None:
+                batch = _to_device(batch, device)
+            elapsed = time.perf_counter() - started
+            with shared.lock:
+                shared.prepare_s += elapsed
+            if not shared.put((batch, None)):
+                return
+            del batch, item  # the queue holds the batch; nothing here keeps it alive
+        shared.put((_DONE, None))
+    except BaseException as error:  # handed to the consumer, raised there
+        shared.put((None, error))
+
+
 class Prefetcher(Generic[Prepared]):
     """Iterator over prepared batches, prepared `depth` ahead by one background thread.
 
-    Made by `prefetch`; see there. Iterate it once. Leaving the loop early (``break``, an
-    exception) and garbage collection stop the thread; ``close()`` or ``with`` does so at once.
+    Made by `prefetch`; see there. Iterate it once. ``close()`` (or leaving a ``with`` block)
+    stops the thread at once; an abandoned Prefetcher stops it when it is garbage collected.
     """
 
     def __init__(
@@ -107,72 +156,26 @@ class Prefetcher(Generic[Prepared]):
             raise TypeError(
                 f"fastpad.prefetch: prepare must be callable, got {type(prepare).__name__}"
             )
-        self._items = iter(items)
-        self._prepare = prepare
-        self._device = device
-        self._queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
+        self._shared = _Shared(depth)
         self._batches = 0
-        self._prepare_s = 0.0
         self._wait_s = 0.0
         self._finished = False
         # The consumer's current CUDA stream, made current in the worker: a Packer called
         # there orders its copies before this stream, and a non_blocking copy queues on it.
-        self._stream = self._consumer_stream()
-        self._thread = threading.Thread(target=self._work, name="fastpad-prefetch", daemon=True)
+        stream = _consumer_stream(prepare, device)
+        self._thread = threading.Thread(
+            target=_work,
+            args=(self._shared, iter(items), prepare, device, stream),
+            name="fastpad-prefetch",
+            daemon=True,
+        )
         self._thread.start()
-
-    def _consumer_stream(self) -> Any:
-        torch = _torch_if_imported()
-        if torch is None or not torch.cuda.is_available():
-            return None
-        device = getattr(self._prepare, "device", None) if self._device is None else self._device
-        try:
-            device = torch.device(device) if device is not None else None
-        except (TypeError, RuntimeError, ValueError):
-            device = None
-        if device is not None and device.type != "cuda":
-            return None
-        return torch.cuda.current_stream(device)
 
     @property
     def stats(self) -> PrefetchStats:
         """Snapshot of the counters (`PrefetchStats`)."""
-        with self._lock:
-            return PrefetchStats(self._batches, self._prepare_s, self._wait_s)
-
-    def _put(self, entry: tuple[Any, BaseException | None]) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(entry, timeout=_POLL_S)
-            except queue.Full:
-                continue
-            return True
-        return False
-
-    def _work(self) -> None:
-        try:
-            if self._stream is not None:
-                _torch_if_imported().cuda.set_stream(self._stream)
-            prepare = self._prepare
-            device = self._device
-            for item in self._items:
-                if self._stop.is_set():
-                    return
-                started = time.perf_counter()
-                batch = item if prepare is None else prepare(item)
-                if device is not None:
-                    batch = _to_device(batch, device)
-                elapsed = time.perf_counter() - started
-                with self._lock:
-                    self._prepare_s += elapsed
-                if not self._put((batch, None)):
-                    return
-                del batch, item  # the queue holds the batch; nothing here keeps it alive
-            self._put((_DONE, None))
-        except BaseException as error:  # handed to the consumer, raised there
-            self._put((None, error))
+        with self._shared.lock:
+            return PrefetchStats(self._batches, self._shared.prepare_s, self._wait_s)
 
     def __iter__(self) -> Iterator[Prepared]:
         return self
@@ -181,7 +184,7 @@ class Prefetcher(Generic[Prepared]):
         if self._finished:
             raise StopIteration
         started = time.perf_counter()
-        batch, error = self._queue.get()
+        batch, error = self._shared.queue.get()
         waited = time.perf_counter() - started
         if error is not None:
             self._finish()
@@ -189,27 +192,27 @@ class Prefetcher(Generic[Prepared]):
         if batch is _DONE:
             self._finish()
             raise StopIteration
-        with self._lock:
+        with self._shared.lock:
             self._wait_s += waited
             self._batches += 1
         return batch  # type: ignore[no-any-return]
 
     def _finish(self) -> None:
         self._finished = True
-        self._stop.set()
+        self._shared.stop.set()
         self._thread.join()
 
     def close(self) -> None:
         """Stop the background thread and drop the batches it prepared ahead."""
         self._finished = True
-        self._stop.set()
-        while True:  # unblock a worker waiting on a full queue, drop what it queued
+        shared = self._shared
+        shared.stop.set()
+        while True:  # drop what the worker queued
             try:
-                self._queue.get_nowait()
+                shared.queue.get_nowait()
             except queue.Empty:
                 break
-        if self._thread is not threading.current_thread():
-            self._thread.join()
+        self._thread.join()
 
     def __enter__(self) -> Prefetcher[Prepared]:
         return self
@@ -218,9 +221,24 @@ class Prefetcher(Generic[Prepared]):
         self.close()
 
     def __del__(self) -> None:
-        stop = getattr(self, "_stop", None)
-        if stop is not None:
-            stop.set()
+        shared = getattr(self, "_shared", None)
+        if shared is not None:
+            shared.stop.set()
+
+
+def _consumer_stream(prepare: Any, device: Any) -> Any:
+    """The current CUDA stream of the device the batches go to (None off CUDA)."""
+    torch = _torch_if_imported()
+    if torch is None or not torch.cuda.is_available():
+        return None
+    target = getattr(prepare, "device", None) if device is None else device
+    try:
+        target = torch.device(target) if target is not None else None
+    except (TypeError, RuntimeError, ValueError):
+        target = None
+    if target is not None and target.type != "cuda":
+        return None
+    return torch.cuda.current_stream(target)
 
 
 def prefetch(
