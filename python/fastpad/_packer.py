@@ -121,9 +121,9 @@ class Packer:
     device : str or torch.device, default "cuda"
         ``"cuda"``, ``"cuda:N"`` or ``"cpu"``.
     buffers : int, default 2
-        Slots in the ring. Two let the next batch be packed while the last one is copied; one
-        more than the batches you hold at once (``fastpad.prefetch`` holds ``depth + 1``) lets
-        every copy run beside the model's work instead of after it.
+        Slots in the ring. Two let the next batch be packed while the last one is copied. A slot
+        whose last batch is still held takes a new device buffer, so give the ring more slots
+        than the batches held at once: ``depth + 2`` under ``fastpad.prefetch(..., depth)``.
     tokenizer : transformers tokenizer, optional
         Supplies pad ids, padding side and field names, as in `fastpad.pad`.
     stream : torch.cuda.Stream or "current", optional
@@ -152,10 +152,11 @@ class Packer:
     parallel. A packer cannot be pickled (it holds pinned memory and CUDA events); build one
     per process.
 
-    The tensors of one batch are views of one buffer (one device allocation, one copy): keeping
-    any of them keeps the whole batch's memory alive, and ``torch.save`` of one tensor writes
-    that whole buffer. Per-example scalar tensors that require grad or live on a device are
-    moved with ``Tensor.to`` (as ``Batch.to`` does), not through the buffer.
+    The tensors of one batch are views of its slot's device buffer (one copy): keeping any of
+    them keeps that buffer out of the ring (the slot takes a new one), and ``torch.save`` of one
+    tensor writes the whole buffer (``.clone()`` first to save only the tensor). Per-example
+    scalar tensors that require grad or live on a device are moved with ``Tensor.to`` (as
+    ``Batch.to`` does), not through the buffer.
 
     Examples
     --------
