@@ -399,22 +399,22 @@ def encode_overlapped(
         sorted_texts[start : start + batch_size]
         for start in range(0, len(sorted_texts), batch_size)
     ]
-    pin = device.type != "cpu" and torch.cuda.is_available()
+    on_cuda = device.type == "cuda"
 
     def prepare(chunk: list[str]) -> Any:
         features = model.preprocess(chunk)
-        if device.type == "cpu":
+        if not on_cuda:
             return features
-        # Pinned, then one non_blocking copy each: the host goes on while the copy runs.
+        # Pinned here; prefetch then copies each tensor with non_blocking=True (the host goes on
+        # while the copy runs), on the current stream of the model's device.
         return {
-            key: (value.pin_memory() if pin else value).to(device, non_blocking=True)
-            if isinstance(value, torch.Tensor)
-            else value
+            key: value.pin_memory() if isinstance(value, torch.Tensor) else value
             for key, value in features.items()
         }
 
     embeddings: list[Any] = []
-    with torch.inference_mode(), prefetch(chunks, prepare, depth=depth) as batches:
+    target = device if device.type != "cpu" else None
+    with torch.inference_mode(), prefetch(chunks, prepare, device=target, depth=depth) as batches:
         for features in batches:
             output = model(features)["sentence_embedding"]
             if truncate_dim is not None:
