@@ -17,6 +17,12 @@ GPU busy share (CUDA events around every forward: summed forward time over the s
 first forward's start to the last one's end); and the embeddings compared with the unpatched
 ones (identical, or the largest difference).
 
+``loader``: an evaluation loop over a ``DataLoader`` whose collator is
+``fastpad.DataCollatorWithPadding`` (collating in the main process, pinned when a GPU is present),
+the same model's transformer, mean of the last hidden state read back every batch: the loop as
+written (``batch.to(device, non_blocking=True)`` in the loop) against ``fastpad.prefetch(loader,
+device=device)``; sentences/s, collate + copy time per batch, outputs compared.
+
 Then the host time of one call, ``fastpad.Packer`` against ``fastpad.pad(pin_memory=True)`` +
 ``.to(device, non_blocking=True)``, for 8, 64 and 512 sentence-length rows of token ids (and
 ``fastpad.pad`` to numpy, the padding alone), best of 3 loops of many calls, synchronized at the
@@ -56,7 +62,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 PATHS = ("unpatched", "patched", "overlapped")
 PACKER_ROWS = (8, 64, 512)
-SECTIONS = ("encode", "packer", "stand_in")
+SECTIONS = ("encode", "loader", "packer", "stand_in")
 
 
 def model_dir() -> str:
@@ -263,6 +269,79 @@ def run_encode(
     return results
 
 
+def run_loader(
+    device: str, texts: list[str], batch_sizes: list[int], rounds: int
+) -> dict[str, Any]:
+    """An eval loop over a DataLoader with fastpad's collator: plain against prefetched."""
+    import torch
+    from torch.utils.data import DataLoader
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir())
+    model = AutoModel.from_pretrained(model_dir()).to(device).eval()
+    features = [tokenizer(text, truncation=True, max_length=256) for text in texts]
+    collate = fastpad.DataCollatorWithPadding(tokenizer)
+    sync = Sync(device)
+    results: dict[str, Any] = {}
+    for batch_size in batch_sizes:
+        loader = DataLoader(features, batch_size=batch_size, collate_fn=collate)
+
+        def step(batch: Any) -> Any:
+            return model(**batch).last_hidden_state.mean(dim=1).cpu()
+
+        def plain() -> tuple[list[Any], float]:
+            outputs, prep = [], 0.0
+            iterator = iter(loader)  # noqa: B023
+            while True:
+                started = time.perf_counter()
+                batch = next(iterator, None)
+                if batch is None:
+                    break
+                batch = batch.to(device, non_blocking=True)
+                prep += time.perf_counter() - started
+                outputs.append(step(batch))
+            return outputs, prep / max(len(outputs), 1)
+
+        # prefetch's prepare_s covers getting each batch from the loader (the collate) too.
+        def prefetched() -> tuple[list[Any], float]:
+            prepared = fastpad.prefetch(loader, device=device)  # noqa: B023
+            outputs = [step(batch) for batch in prepared]
+            return outputs, prepared.stats.prepare_s / max(len(outputs), 1)
+
+        paths = {"loop": plain, "prefetch": prefetched}
+        figures: dict[str, dict[str, list[float]]] = {
+            name: {"seconds": [], "prep": []} for name in paths
+        }
+        reference = None
+        identical = True
+        with torch.inference_mode():
+            plain()  # warm-up
+            for _ in range(rounds):
+                for name, path in paths.items():
+                    sync()
+                    started = time.perf_counter()
+                    outputs, prep = path()
+                    sync()
+                    figures[name]["seconds"].append(time.perf_counter() - started)
+                    figures[name]["prep"].append(prep)
+                    stacked = torch.cat(outputs)
+                    if reference is None:
+                        reference = stacked
+                    identical = identical and torch.equal(stacked, reference)
+        entry: dict[str, Any] = {"batches": len(loader), "identical": identical}
+        for name in paths:
+            seconds = statistics.median(figures[name]["seconds"])
+            entry[name] = {
+                "sentences_per_s": len(texts) / seconds,
+                "collate_and_copy_s_per_batch": statistics.median(figures[name]["prep"]),
+            }
+        entry["prefetch_speedup"] = (
+            entry["prefetch"]["sentences_per_s"] / entry["loop"]["sentences_per_s"]
+        )
+        results[str(batch_size)] = entry
+    return results
+
+
 def run_packer(device: str, calls: int) -> dict[str, Any]:
     """Host time of one call: Packer (side stream, stream="current") against fastpad.pad
     pinned + .to(non_blocking=True), and fastpad.pad to numpy; best of 3 loops of `calls`."""
@@ -393,6 +472,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "encode": lambda: run_encode(
             args.device, texts, batch_sizes, args.rounds, warm_up=not args.quick
         ),
+        "loader": lambda: run_loader(args.device, texts, batch_sizes, args.rounds),
         "packer": lambda: run_packer(args.device, args.calls),
         "stand_in": lambda: run_stand_in(args.stand_in_batches),
     }
@@ -437,6 +517,19 @@ def print_report(report: dict[str, Any]) -> None:
                 f"{_ms(figures.get('waited_s_per_batch')):>11}"
                 f"{'-' if busy is None else f'{busy:.0%}':>10}{speedup:>13.2f}x  {same}"
             )
+    for batch_size, entry in report.get("loader", {}).items():
+        same = "identical" if entry["identical"] else "DIFFER"
+        print(
+            f"\nDataLoader + fastpad collator, eval loop, batch {batch_size} "
+            f"({entry['batches']} batches, outputs {same}):"
+        )
+        for name in ("loop", "prefetch"):
+            figures = entry[name]
+            print(
+                f"  {name:<10}{figures['sentences_per_s']:>10.0f} sent/s, collate + copy "
+                f"{_ms(figures['collate_and_copy_s_per_batch'])} ms/batch"
+            )
+        print(f"  prefetch / loop: {entry['prefetch_speedup']:.2f}x")
     if report.get("packer"):
         print("\nhost time per call (us): Packer against fastpad.pad(pin) + .to(non_blocking)")
         names = ["Packer", "Packer stream=current", "pad(pin)+to", "pad numpy"]
@@ -502,6 +595,7 @@ def test_smoke_run_on_the_cpu(tmp_path: Any) -> None:
     assert report["errors"] == {}
     for entry in report["encode"].values():
         assert all(entry[name]["identical_to_unpatched"] for name in PATHS)
+    assert all(entry["identical"] for entry in report["loader"].values())
     assert set(report["packer"]) == {str(rows) for rows in PACKER_ROWS}
     assert report["stand_in"]["overlapped_s_per_batch"] > 0
 

@@ -188,6 +188,10 @@ else:
             for name in ("unpatched", "patched", "overlapped"))
         print(f"  encode batch {batch_size}: {cells}; overlapped/unpatched "
               f"{entry['overlapped_speedup_vs_unpatched']:.2f}x")
+    for batch_size, entry in e2e.get("loader", {}).items():
+        print(f"  DataLoader eval loop batch {batch_size}: loop {entry['loop']['sentences_per_s']:.0f}/s, "
+              f"prefetch {entry['prefetch']['sentences_per_s']:.0f}/s ({entry['prefetch_speedup']:.2f}x), "
+              f"outputs {'identical' if entry['identical'] else 'DIFFER'}")
     for rows, figures in e2e.get("packer", {}).items():
         print(f"  {rows} rows, host us/call: Packer {figures['Packer'] * 1e6:.1f}, current "
               f"{figures['Packer stream=current'] * 1e6:.1f}, pad(pin)+to {figures['pad(pin)+to'] * 1e6:.1f}, "

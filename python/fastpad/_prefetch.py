@@ -43,8 +43,9 @@ class PrefetchStats:
     batches : int
         Batches handed to the consumer.
     prepare_s : float
-        Seconds the background thread spent preparing them (``prepare`` and the device copy):
-        the host prep the loop would otherwise run itself.
+        Seconds the background thread spent getting the items (a DataLoader collates then) and
+        preparing them (``prepare`` and the device copy): the host prep the loop would
+        otherwise run itself.
     wait_s : float
         Seconds the consumer waited for a batch that was not ready yet: the host prep that was
         not hidden (0 when every batch was ready when asked for).
@@ -118,10 +119,14 @@ def _work(
     try:
         if stream is not None:
             _torch_if_imported().cuda.set_stream(stream)
-        for item in items:
+        while True:
             if shared.stop.is_set():
                 return
-            started = time.perf_counter()
+            started = time.perf_counter()  # getting the item is host prep too (a collate)
+            try:
+                item = next(items)
+            except StopIteration:
+                break
             batch = item if prepare is None else prepare(item)
             if device is not None:
                 batch = _to_device(batch, device)
