@@ -1,9 +1,11 @@
 """`fastpad.Packer`: pack batches into a ring of pinned host buffers and copy them to the GPU.
 
-The host buffers (one layout per batch, the pinned ring) are in `fastpad._ring`; the ragged
-transfer's host side (measure, decide, pack flat) is in `fastpad._ragged_transfer` and its
-device-side rebuild in `fastpad._expand`. This module is the front: options, the choice of path
-per batch, the copy on the copy stream, the per-example scalars and the views handed out.
+The slots (pinned host buffers and the device buffers they are copied into) and the CUDA calls
+are in `fastpad._ring`; the ragged transfer's host side (measure, decide, pack flat) is in
+`fastpad._ragged_transfer` and its device-side rebuild in `fastpad._expand`. This module is the
+front: options, the choice of path per batch, the padded path (one pass over the fields, the
+slot layout, one pack straight into the pinned slot, the copy, one view per output), the
+per-example scalars and the views handed out.
 """
 
 from __future__ import annotations

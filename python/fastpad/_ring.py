@@ -1,9 +1,14 @@
-"""Host buffers of `fastpad.Packer`: the layout of one batch in one buffer, and the pinned ring.
+"""Buffers of `fastpad.Packer`: the layout of one batch in one buffer, the ring of slots, and
+the CUDA calls of a copy.
 
 Every output of a batch (padded fields, the attention mask, per-example scalars; or the flat
 tokens and row layout of a ragged transfer) lives in one uint8 host buffer at a 256-byte aligned
-offset (a `Part`), so one copy moves the batch. On CUDA that buffer is a slot of a `PinnedRing`:
-a slot is rewritten only after the event recorded behind its last copy has completed.
+offset (`slot_layout`, or a `Part` of a `Layout`), so one copy moves the batch. On CUDA that
+buffer is a `Slot` of a `PinnedRing`: a pinned host buffer, rewritten only after the event
+recorded behind its last copy has completed, and a device buffer of the same size that the copy
+writes into, rewritten only once the batch last handed out from it is released. The CUDA calls
+(current stream, stream switch, event record/wait/query) are bound once per packer
+(`TorchCudaCalls`, or `PublicCudaCalls` where torch's C entry points are missing).
 """
 
 from __future__ import annotations
