@@ -259,19 +259,24 @@ class TorchCudaCalls(PublicCudaCalls):
 
 
 def cuda_calls(torch: Any, device: Any, stream: Any) -> PublicCudaCalls:
-    """`TorchCudaCalls` for the real torch with CUDA entry points, else `PublicCudaCalls`."""
+    """`TorchCudaCalls` for the real torch with the CUDA entry points it binds (the current
+    stream as a (stream id, device index, device type) tuple, as torch >= 1.13 gives it), else
+    `PublicCudaCalls`."""
     api = getattr(torch, "_C", None)
-    if isinstance(torch, types.ModuleType) and all(
-        hasattr(api, name)
-        for name in (
-            "_cuda_getCurrentStream",
-            "_cuda_setStream",
-            "_cuda_getDevice",
-            "_cuda_setDevice",
-            "_CudaEventBase",
-        )
-    ):
-        return TorchCudaCalls(torch, device, stream)
+    names = (
+        "_cuda_getCurrentStream",
+        "_cuda_setStream",
+        "_cuda_getDevice",
+        "_cuda_setDevice",
+        "_CudaEventBase",
+    )
+    if isinstance(torch, types.ModuleType) and all(hasattr(api, name) for name in names):
+        try:
+            ids = api._cuda_getCurrentStream(int(device.index))
+        except Exception:  # an entry point of another shape: the public API it is
+            ids = None
+        if isinstance(ids, tuple) and len(ids) == 3:
+            return TorchCudaCalls(torch, device, stream)
     return PublicCudaCalls(torch, device, stream)
 
 
