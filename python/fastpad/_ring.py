@@ -262,7 +262,7 @@ def cuda_calls(torch: Any, device: Any, stream: Any) -> PublicCudaCalls:
     """`TorchCudaCalls` for the real torch with the CUDA entry points it binds (the current
     stream as a (stream id, device index, device type) tuple, as torch >= 1.13 gives it), else
     `PublicCudaCalls`."""
-    api = getattr(torch, "_C", None)
+    api: Any = getattr(torch, "_C", None)
     names = (
         "_cuda_getCurrentStream",
         "_cuda_setStream",
