@@ -399,8 +399,9 @@ def run_stand_in(batches: int) -> dict[str, Any]:
     from fastpad._bench.workloads import load_tokenizer
 
     loaded, _ = load_tokenizer()
-    texts = make_texts(64 * batches, seed=3, mean_words=15.0)
-    chunks = [texts[index * 64 : (index + 1) * 64] for index in range(batches)]
+    size = 256  # sentences per batch: a few ms of host prep, well above the sleep's jitter
+    texts = make_texts(size * batches, seed=3, mean_words=15.0)
+    chunks = [texts[index * size : (index + 1) * size] for index in range(batches)]
     packer = fastpad.Packer("cpu", pad_token_id=0)
     if loaded is not None and loaded.real:
         tokenizer = loaded.tokenizer
