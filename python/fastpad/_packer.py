@@ -125,7 +125,9 @@ class Packer:
     buffers : int, default 2
         Slots in the ring. Two let the next batch be packed while the last one is copied. A slot
         whose last batch is still held takes a new device buffer, so give the ring more slots
-        than the batches held at once: ``depth + 2`` under ``fastpad.prefetch(..., depth)``.
+        than the batches held at once: 3 for a loop that holds its last batch while packing the
+        next (each copy then runs beside the previous step instead of after it), ``depth + 2``
+        under ``fastpad.prefetch(..., depth)``.
     tokenizer : transformers tokenizer, optional
         Supplies pad ids, padding side and field names, as in `fastpad.pad`.
     stream : torch.cuda.Stream or "current", optional
