@@ -341,3 +341,43 @@ def test_cuda_calls_choice(fake: CountingFake) -> None:
     assert type(cuda_calls(fake, torch.device("cuda", 0), None)) is PublicCudaCalls
     if not hasattr(torch._C, "_cuda_getCurrentStream"):
         assert type(cuda_calls(torch, torch.device("cuda", 0), None)) is PublicCudaCalls
+
+
+@pytest.mark.parametrize("buffers", [2, 3])
+def test_when_a_release_is_seen_in_a_loop_that_holds_its_last_batch(
+    fake: CountingFake, monkeypatch: pytest.MonkeyPatch, buffers: int
+) -> None:
+    """``batch = packer(rows)`` holds batch k-1 while packing batch k. With 3 slots the slot a
+    call reuses was released before the previous call, which recorded its release event then
+    (before the previous model step was queued): the copy waits only for older work. With 2 the
+    release is seen by the reusing call itself (the copy waits for all work queued so far)."""
+    ring_type = fastpad._ring.PinnedRing
+    record_free = ring_type._record_free
+    copy = PublicCudaCalls.copy
+    calls = [0]
+    released_at: dict[int, int] = {}
+    waits: list[tuple[int, int]] = []  # (call, call at which the awaited release was seen)
+
+    def logged_record_free(self: Any, slot: Any) -> None:
+        record_free(self, slot)  # creates the slot's release event on first use
+        released_at[id(slot.freed)] = calls[0]
+
+    def logged_copy(self: Any, destination: Any, source: Any, consumer: Any, wait: Any) -> None:
+        if wait is not None:
+            waits.append((calls[0], released_at[id(wait)]))
+        copy(self, destination, source, consumer, wait)
+
+    monkeypatch.setattr(ring_type, "_record_free", logged_record_free)
+    monkeypatch.setattr(PublicCudaCalls, "copy", logged_copy)
+    packer = fastpad.Packer("cuda", pad_token_id=0, buffers=buffers)
+    rows = sentence_rows(5, 8)
+    batch = None
+    for call in range(12):
+        calls[0] = call
+        batch = packer(rows)  # the previous batch is let go of only after this call returns
+        assert_same(batch, expected_pad(rows, pad_token_id=0))
+    assert batch is not None
+    assert len(waits) == 12 - buffers  # every reuse waited for its slot's release
+    lag = 1 if buffers == 3 else 0
+    assert all(call - seen == lag for call, seen in waits), waits
+    assert packer.stats.device_allocations == buffers
