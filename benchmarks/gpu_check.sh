@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# One prepared check of fastpad's GPU path on a machine with a CUDA GPU (issue 15):
+# One prepared check of fastpad's GPU path on a machine with a CUDA GPU (issues 15 and 20):
 #   1. build and install fastpad from this working tree (no network: --no-index, no build
 #      isolation, a fresh build directory so no stale build/ is reused),
 #   2. the CUDA tests (tests/test_packer_cuda.py), then the tests that behave differently with a
-#      GPU present or back the GPU path (test_packer.py, test_scalars.py, test_pad.py,
-#      test_collator.py),
-#   3. the GPU benchmark (benchmarks/bench_gpu.py: paths incl. side-stream and ragged rows,
+#      GPU present or back the GPU path (test_packer.py, test_packer_lean.py, test_prefetch.py,
+#      test_scalars.py, test_pad.py, test_collator.py),
+#   3. the end-to-end benchmark (benchmarks/bench_e2e_gpu.py: all-MiniLM-L6-v2 encode of 10k
+#      sentences unpatched / patched / fastpad.encode_overlapped at batch 32 and 128, and the
+#      Packer against fastpad.pad(pin) + .to host time at 8, 64 and 512 rows),
+#   4. the GPU benchmark (benchmarks/bench_gpu.py: paths incl. side-stream and ragged rows,
 #      bandwidth, overlap, crossover, pinned vs pageable fastpad.pad),
-# and writes into OUTDIR (flat, 7 files): env.txt, build.log, tests_cuda.log, tests_other.log,
-# bench_gpu.json, bench_gpu.txt, summary.txt (the GPU's name, step results, key figures).
+# and writes into OUTDIR (flat, 9 files): env.txt, build.log, tests_cuda.log, tests_other.log,
+# bench_e2e_gpu.json, bench_e2e_gpu.txt, bench_gpu.json, bench_gpu.txt, summary.txt (the GPU's
+# name, step results, key figures).
 #
 # Usage: bash benchmarks/gpu_check.sh OUTDIR [--dry-run]
 #   PYTHON=...            interpreter to build, test and benchmark with (default: python3)
-#   GPU_CHECK_BUDGET=290  seconds for the whole run; each step's timeout is cut to fit it
+#   GPU_CHECK_BUDGET=480  seconds for the whole run; each step's timeout is cut to fit it
 #   --dry-run             no GPU needed: everything runs, the benchmark on the CPU (--device cpu
 #                         --quick); for checking this script (point PYTHON at a throwaway venv:
 #                         the install step replaces the fastpad installed there)
 # Without a CUDA device (and without --dry-run) it says so in one line and exits 0. Every step
 # is time-bounded and a failing step does not stop the others; the exit status is 1 when any
-# step failed. Expected: ~4 minutes on a 16-core machine with one GPU (build ~1 min, tests
-# ~1.5 min, benchmark ~1 min).
+# step failed. Expected: ~5-6 minutes on a 16-core machine with one GPU (build ~1 min, tests
+# ~1.5 min, end-to-end benchmark ~1.5 min, GPU benchmark ~1 min).
 set -uo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 || ( $# -eq 2 && "$2" != "--dry-run" ) ]]; then
@@ -29,7 +33,7 @@ fi
 dry_run=0
 [[ "${2:-}" == "--dry-run" ]] && dry_run=1
 py="${PYTHON:-python3}"
-budget="${GPU_CHECK_BUDGET:-290}"
+budget="${GPU_CHECK_BUDGET:-480}"
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 start=$SECONDS
 
@@ -105,7 +109,7 @@ EOF
 
 # -- 1. build and install ------------------------------------------------------------------------
 : >"$out/build.log"
-run_step "build+install" 200 150 "$out/build.log" \
+run_step "build+install" 200 330 "$out/build.log" \
   "$py" -m pip install --no-build-isolation --no-deps --no-index -v \
   -Cbuild-dir="$scratch/build" .
 # The tests must import the installed package, not a copy in the tree.
@@ -118,14 +122,21 @@ if "$py" -c 'import pytest_timeout' >/dev/null 2>&1; then
   pytest_args+=(--timeout=90)  # per test; without pytest-timeout only the step timeout applies
 fi
 : >"$out/tests_cuda.log"
-run_step "tests: CUDA" 120 100 "$out/tests_cuda.log" \
+run_step "tests: CUDA" 120 290 "$out/tests_cuda.log" \
   "$py" -m pytest "${pytest_args[@]}" tests/test_packer_cuda.py
 : >"$out/tests_other.log"
-run_step "tests: packer, scalars, pad, collator" 90 75 "$out/tests_other.log" \
-  "$py" -m pytest "${pytest_args[@]}" tests/test_packer.py tests/test_scalars.py \
-  tests/test_pad.py tests/test_collator.py
+run_step "tests: packer, prefetch, scalars, pad, collator" 100 250 "$out/tests_other.log" \
+  "$py" -m pytest "${pytest_args[@]}" tests/test_packer.py tests/test_packer_lean.py \
+  tests/test_prefetch.py tests/test_scalars.py tests/test_pad.py tests/test_collator.py
 
-# -- 3. benchmark ----------------------------------------------------------------------------------
+# -- 3. end-to-end benchmark (issue 20) ----------------------------------------------------------
+e2e_args=(--json "$out/bench_e2e_gpu.json")
+[[ $dry_run -eq 1 ]] && e2e_args+=(--device cpu --quick)
+: >"$out/bench_e2e_gpu.txt"
+run_step "end-to-end benchmark" 200 90 "$out/bench_e2e_gpu.txt" \
+  "$py" benchmarks/bench_e2e_gpu.py "${e2e_args[@]}"
+
+# -- 4. GPU benchmark ------------------------------------------------------------------------------
 bench_args=(--json "$out/bench_gpu.json")
 [[ $dry_run -eq 1 ]] && bench_args+=(--device cpu --quick)
 : >"$out/bench_gpu.txt"
@@ -158,6 +169,35 @@ for line in env.splitlines():
 print(f"total: {os.environ['GPU_CHECK_SECONDS']} s")
 print("\nsteps:")
 print(open(os.environ["GPU_CHECK_STEPS"]).read().rstrip())
+
+try:
+    e2e = json.loads(read("bench_e2e_gpu.json"))
+except ValueError:
+    e2e = None
+if not e2e:
+    print("\nend-to-end benchmark: no JSON (see bench_e2e_gpu.txt)")
+else:
+    print(f"\nend-to-end on {e2e['device']} (torch {e2e['torch']}, CUDA {e2e['cuda']}, "
+          f"sentence-transformers {e2e.get('sentence_transformers')}): {e2e['texts']} texts, "
+          f"median of {e2e['rounds']} rounds")
+    for batch_size, entry in e2e.get("encode", {}).items():
+        cells = ", ".join(
+            f"{name} {entry[name]['sentences_per_s']:.0f}/s (prep {entry[name]['host_prep_s_per_batch'] * 1e3:.2f} ms/batch, "
+            f"GPU busy {'-' if entry[name]['gpu_busy_share'] is None else format(entry[name]['gpu_busy_share'], '.0%')}, "
+            f"{'identical' if entry[name]['identical_to_unpatched'] else 'max diff ' + format(entry[name]['max_abs_difference_to_unpatched'], '.1e')})"
+            for name in ("unpatched", "patched", "overlapped"))
+        print(f"  encode batch {batch_size}: {cells}; overlapped/unpatched "
+              f"{entry['overlapped_speedup_vs_unpatched']:.2f}x")
+    for batch_size, entry in e2e.get("loader", {}).items():
+        print(f"  DataLoader eval loop batch {batch_size}: loop {entry['loop']['sentences_per_s']:.0f}/s, "
+              f"prefetch {entry['prefetch']['sentences_per_s']:.0f}/s ({entry['prefetch_speedup']:.2f}x), "
+              f"outputs {'identical' if entry['identical'] else 'DIFFER'}")
+    for rows, figures in e2e.get("packer", {}).items():
+        print(f"  {rows} rows, host us/call: Packer {figures['Packer'] * 1e6:.1f}, current "
+              f"{figures['Packer stream=current'] * 1e6:.1f}, pad(pin)+to {figures['pad(pin)+to'] * 1e6:.1f}, "
+              f"pad numpy {figures['pad numpy'] * 1e6:.1f}; Packer/pad+to {figures['Packer / pad(pin)+to']:.2f}")
+    for name in e2e.get("errors", {}):
+        print(f"  FAILED end-to-end section: {name}")
 
 for log in ("tests_cuda.log", "tests_other.log"):
     text = read(log)

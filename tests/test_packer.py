@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import pickle
 import threading
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastpad
+import fastpad._packer
 import fastpad._ring
 from fastpad import _core
 from fastpad._expand import choose_ragged, gather_field, rebuild_index
 from fastpad._packer import Packer
+from fastpad._ring import PinnedRing
 
 torch = pytest.importorskip("torch")
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
@@ -233,13 +236,28 @@ def test_auto_takes_the_ragged_path_only_when_it_saves_enough() -> None:
     assert choose_ragged(10**9, 0) and not choose_ragged(1000, 999)
 
 
-def test_cuda_without_a_device_falls_back_to_cpu() -> None:
+def test_cuda_without_a_device_falls_back_to_cpu_and_warns_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Code written for a GPU keeps running on a CPU-only machine, and says so once per process
+    (a warning, not an error: tests and CPU CI run GPU code unchanged)."""
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    packer = fastpad.Packer(pad_token_id=0)
+    monkeypatch.setattr(fastpad._packer, "_warned_no_cuda", False)
+    with pytest.warns(RuntimeWarning, match=r"Packer\('cuda'\): torch sees no CUDA device") as seen:
+        packer = fastpad.Packer(pad_token_id=0)
+    assert len(seen) == 1 and seen[0].filename == __file__  # points at the caller's line
     assert packer.device == torch.device("cpu")
     assert packer.stream is None
     assert_same(packer([[1, 2], [3]]), expected_pad([[1, 2], [3]], pad_token_id=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once: the next packers stay silent
+        fastpad.Packer("cuda:0", pad_token_id=0)
+        fastpad.Packer("cpu", pad_token_id=0)
+    monkeypatch.setattr(fastpad._packer, "_warned_no_cuda", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fastpad.Packer("cpu", pad_token_id=0)  # asking for the CPU never warns
 
 
 def test_constructor_checks() -> None:
@@ -440,13 +458,20 @@ def recorded_call(
 ) -> tuple[Any, OpRecorder]:
     recorder = OpRecorder()
     to_device = Packer._to_device
+    ship = PinnedRing.ship
 
-    def marked(self: Packer, layout: Any, dtype: Any) -> Any:
-        result = to_device(self, layout, dtype)
+    def marked(self: Packer, slot: Any, layout: Any, dtype: Any) -> Any:
+        result = to_device(self, slot, layout, dtype)
+        recorder.copied = True
+        return result
+
+    def marked_ship(self: PinnedRing, slot: Any, nbytes: int, consumer: Any) -> Any:
+        result = ship(self, slot, nbytes, consumer)
         recorder.copied = True
         return result
 
     monkeypatch.setattr(Packer, "_to_device", marked)
+    monkeypatch.setattr(PinnedRing, "ship", marked_ship)
     with recorder:
         batch = packer(rows, **kwargs)
     return batch, recorder
@@ -471,7 +496,8 @@ def test_ragged_rebuild_takes_at_most_8_ops(
     of which reads anything back to the host."""
     if simulated_cuda:
         monkeypatch.setattr(fastpad._ring, "_torch", lambda: FakeTorch())
-    packer = fastpad.Packer("cuda", pad_token_id=0, ragged_transfer=True)
+    device = "cuda" if simulated_cuda or torch.cuda.is_available() else "cpu"
+    packer = fastpad.Packer(device, pad_token_id=0, ragged_transfer=True)
     rows = [[101, 7592, 2088, 102], [101, 102], [], [101, 1, 2, 3, 4, 102]]
     for _ in range(packer.buffers):  # warm: every slot allocated
         packer(rows, **options)
@@ -519,6 +545,9 @@ class FakeEvent:
 
     def synchronize(self) -> None:
         self.done = True
+
+    def wait(self, stream: Any) -> None:
+        stream.wait_event(self)  # as torch.cuda.Stream.wait_event and Event.wait pair up
 
 
 class FakeStream:

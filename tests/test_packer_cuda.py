@@ -527,3 +527,98 @@ def test_tokenizer_output_equals_tokenizer_pad(tokenizer: Any, sentences: list[s
         torch.cuda.synchronize()
         for key in expected:
             assert torch.equal(result[key].cpu(), expected[key]), key
+
+
+# -- the device-side ring and the lean call (issue 20) ------------------------------------------
+
+
+def test_released_batches_reuse_device_buffers_at_fixed_addresses() -> None:
+    packer = fastpad.Packer("cuda", pad_token_id=0, buffers=2)
+    rows = random_rows(np.random.default_rng(17), 32, 64)
+    expected = expected_pad(rows, pad_token_id=0)
+    addresses = []
+    for _ in range(8):
+        batch = packer(rows)
+        addresses.append(batch["input_ids"].data_ptr())
+        assert_equal_to_cpu(batch, expected)  # read (and synchronized) before it is let go of
+        del batch
+    assert packer.stats.device_allocations == 2
+    assert len(set(addresses)) == 2
+
+
+def test_reuse_after_the_current_stream_changed_waits_for_the_old_one() -> None:
+    """stream="current", one slot: batch 1 is read on s1 behind a GPU sleep and let go of; batch
+    2, packed while s2 is current, reuses the device buffer: its copy must wait on the device for
+    s1's read (the release event recorded on s1), or the sum would see batch 2's tokens."""
+    packer = fastpad.Packer("cuda", pad_token_id=0, buffers=1, stream="current")
+    first, second = torch.cuda.Stream(), torch.cuda.Stream()
+    packer([[9] * 32] * 64)  # the slot and its device buffer allocated
+    torch.cuda.synchronize()
+    with torch.cuda.stream(first):
+        batch = packer([[1] * 32] * 64)
+        sleep_on(first)  # the read below queues behind ~0.1 s
+        total_first = batch["input_ids"].sum()
+        del batch
+    with torch.cuda.stream(second):
+        batch = packer([[2] * 32] * 64)
+        total_second = batch["input_ids"].sum()
+    torch.cuda.synchronize()
+    assert int(total_first) == 32 * 64 and int(total_second) == 2 * 32 * 64
+    assert packer.stats.device_allocations == 1
+
+
+def test_a_padded_call_of_64_rows_stays_lean_on_the_gpu() -> None:
+    """On a real GPU (torch's C entry points): <= 60 Python function calls (about 240 before the
+    lean path) and 5 aten ops per padded call of 64 rows, once the ring is warm."""
+    import cProfile
+    import pstats
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from fastpad._ring import TorchCudaCalls
+
+    class OpCounter(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[str] = []
+
+        def __torch_dispatch__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
+            self.ops.append(str(func.overloadpacket.__name__))
+            return func(*args, **(kwargs or {}))
+
+    rows = random_rows(np.random.default_rng(18), 64, 120)
+    packer = fastpad.Packer("cuda", pad_token_id=0)
+    assert isinstance(packer._calls, TorchCudaCalls)
+    for _ in range(4):
+        packer(rows)
+    torch.cuda.synchronize()
+    profile = cProfile.Profile()
+    profile.enable()
+    batch = packer(rows)
+    profile.disable()
+    stats = pstats.Stats(profile)
+    with OpCounter() as counter:
+        packer(rows)
+    torch.cuda.synchronize()
+    assert_equal_to_cpu(batch, expected_pad(rows, pad_token_id=0))
+    assert stats.total_calls - 1 <= 60, stats.sort_stats("ncalls").print_stats(40)
+    assert counter.ops == ["slice", "slice", "copy_", "as_strided", "as_strided"]
+
+
+def test_prefetch_with_a_packer_on_the_gpu() -> None:
+    """Packer calls in prefetch's thread, batches used on the main thread's current stream
+    (made current in the thread): equal to fastpad.pad, also with the stream held back."""
+    rng = np.random.default_rng(19)
+    batches = [random_rows(rng, 16, 100) for _ in range(12)]
+    packer = fastpad.Packer("cuda", pad_token_id=0, buffers=4)
+    consumer = torch.cuda.Stream()
+    sums = []
+    with torch.cuda.stream(consumer):
+        for rows, batch in zip(batches, fastpad.prefetch(batches, packer), strict=True):
+            sleep_on(consumer, SLEEP_CYCLES // 20)
+            sums.append((rows, batch["input_ids"].sum(), batch["attention_mask"].sum()))
+    torch.cuda.synchronize()
+    for rows, ids, mask in sums:
+        assert int(ids) == sum(map(sum, rows)) and int(mask) == sum(map(len, rows))

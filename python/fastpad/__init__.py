@@ -27,6 +27,7 @@ from ._packer import Packer, PackerStats
 from ._pad import default_threads, pad
 from ._patch_transformers import patch_transformers, transformers_patched, unpatch_transformers
 from ._plan import plan_batches
+from ._prefetch import Prefetcher, PrefetchStats, encode_overlapped, prefetch
 from ._ragged import Ragged
 from ._windows import windows
 
@@ -39,16 +40,20 @@ __all__ = [
     "DataCollatorWithPadding",
     "Packer",
     "PackerStats",
+    "PrefetchStats",
+    "Prefetcher",
     "Ragged",
     "__version__",
     "cache_info",
     "clear_cache",
     "default_threads",
     "encode",
+    "encode_overlapped",
     "flatten",
     "pad",
     "patch_transformers",
     "plan_batches",
+    "prefetch",
     "reference",
     "set_cache_limit",
     "transformers_patched",

@@ -1,30 +1,45 @@
 """`fastpad.Packer`: pack batches into a ring of pinned host buffers and copy them to the GPU.
 
-The host buffers (one layout per batch, the pinned ring) are in `fastpad._ring`; the ragged
-transfer's host side (measure, decide, pack flat) is in `fastpad._ragged_transfer` and its
-device-side rebuild in `fastpad._expand`. This module is the front: options, the choice of path
-per batch, the copy on the copy stream, the per-example scalars and the views handed out.
+The slots (pinned host buffers and the device buffers they are copied into) and the CUDA calls
+are in `fastpad._ring`; the ragged transfer's host side (measure, decide, pack flat) is in
+`fastpad._ragged_transfer` and its device-side rebuild in `fastpad._expand`. This module is the
+front: options, the choice of path per batch, the padded path (one pass over the fields, the
+slot layout, one pack straight into the pinned slot, the copy, one view per output), the
+per-example scalars and the views handed out.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from . import _ring
+import numpy as np
+
+from . import _core, _ring
 from ._batch import Batch
 from ._inputs import Inputs, normalize_inputs
 from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, resolve_options
-from ._pad import _stack_scalars, pad_inputs
-from ._ragged_transfer import RaggedPlan, expand_outputs, pack_flat, padded_itemsizes, plan_ragged
-from ._ring import Layout, Part, PinnedRing, aligned
+from ._pad import (
+    _PARALLEL_CELLS,
+    _SAFE_CELLS,
+    _missing_pad_value,
+    _stack_scalars,
+    default_threads,
+    pad_inputs,
+)
+from ._ragged_transfer import ITEMSIZES, RaggedPlan, expand_outputs, pack_flat, plan_ragged
+from ._ring import Layout, Part, PinnedRing, Slot, aligned, slot_layout
 
 __all__ = ["Packer", "PackerStats"]
 
 # Keyword arguments of `fastpad.pad` a Packer forwards; the tokenizer is given to the Packer,
 # return_tensors and pin_memory are its own.
 _PAD_KEYWORDS = PAD_KEYWORDS - {"tokenizer", "return_tensors", "pin_memory"}
+_NUMPY_TYPES = {"bool": np.bool_, "int8": np.int8, "int32": np.int32, "int64": np.int64}
+# Whether `Packer("cuda")` on a machine without CUDA has warned in this process (it warns once).
+_warned_no_cuda = False
 
 
 @dataclass(frozen=True)
@@ -59,6 +74,11 @@ class PackerStats:
         Bytes copied from host to device (0 on the CPU path).
     output_bytes : int
         Bytes of the tensors handed out.
+    device_allocations : int
+        Device buffers the ring allocated: a slot's first copy, growth to a larger batch, or a
+        new buffer because the batch last copied into the slot is still held (its tensors are
+        never overwritten). Constant in steady state when each batch is let go of within
+        `buffers` calls; 0 on the CPU path.
     """
 
     batches: int = 0
@@ -71,6 +91,7 @@ class PackerStats:
     payload_bytes: int = 0
     copied_bytes: int = 0
     output_bytes: int = 0
+    device_allocations: int = 0
 
 
 def _nbytes(tensor: Any) -> int:
@@ -81,23 +102,32 @@ class Packer:
     """Pack ragged batches into reused pinned host buffers and copy them to the GPU.
 
     Each call pads the batch with the C++ core straight into the next slot of a ring of pinned
-    (page-locked) host buffers, copies it to `device` with ``non_blocking=True`` on the copy
-    stream, and records a CUDA event after the copy. A slot is rewritten only after its event
-    completed: the call waits (``stats.waits``; a blocking event, so the thread sleeps) rather
-    than corrupt a batch still being copied. Slots grow geometrically to the largest batch seen
-    and are then reused, so steady state allocates no pinned memory (``stats.pinned_allocations``
-    stays put).
+    (page-locked) host buffers, copies it with one ``non_blocking=True`` copy on the copy stream
+    into the slot's device buffer, and records a CUDA event after the copy. A host buffer is
+    rewritten only after its event completed: the call waits (``stats.waits``; a blocking event,
+    so the thread sleeps) rather than corrupt a batch still being copied. A device buffer is
+    rewritten only once no tensor of the batch last copied into it is held any more, and on the
+    device only after the work queued on its consumer stream before that; a batch still held
+    keeps its buffer and the slot takes a new one (``stats.device_allocations``). Slots grow
+    geometrically to the largest batch seen and are then reused, so steady state allocates
+    neither pinned nor device memory, and each slot's device buffer keeps its address.
 
-    With ``device="cpu"``, or ``"cuda"`` on a machine where torch sees no CUDA device, the packer
-    pads into fresh CPU tensors on every call (no pinning, no copies, `stream` ignored, `device`
-    reports ``cpu``), so the same code and tests run anywhere.
+    With ``device="cpu"`` the packer pads into fresh CPU tensors on every call (no pinning, no
+    copies, `stream` ignored), so the same code and tests run anywhere. ``"cuda"`` on a machine
+    where torch sees no CUDA device does the same (`device` reports ``cpu``) and warns once per
+    process (a RuntimeWarning): code written for a GPU keeps running on a CPU-only machine, and
+    says that it does.
 
     Parameters
     ----------
     device : str or torch.device, default "cuda"
         ``"cuda"``, ``"cuda:N"`` or ``"cpu"``.
     buffers : int, default 2
-        Pinned slots in the ring. Two let the next batch be packed while the last one is copied.
+        Slots in the ring. Two let the next batch be packed while the last one is copied. A slot
+        whose last batch is still held takes a new device buffer, so give the ring more slots
+        than the batches held at once: 3 for a loop that holds its last batch while packing the
+        next (each copy then runs beside the previous step instead of after it), ``depth + 2``
+        under ``fastpad.prefetch(..., depth)``.
     tokenizer : transformers tokenizer, optional
         Supplies pad ids, padding side and field names, as in `fastpad.pad`.
     stream : torch.cuda.Stream or "current", optional
@@ -126,10 +156,11 @@ class Packer:
     parallel. A packer cannot be pickled (it holds pinned memory and CUDA events); build one
     per process.
 
-    The tensors of one batch are views of one buffer (one device allocation, one copy): keeping
-    any of them keeps the whole batch's memory alive, and ``torch.save`` of one tensor writes
-    that whole buffer. Per-example scalar tensors that require grad or live on a device are
-    moved with ``Tensor.to`` (as ``Batch.to`` does), not through the buffer.
+    The tensors of one batch are views of its slot's device buffer (one copy): keeping any of
+    them keeps that buffer out of the ring (the slot takes a new one), and ``torch.save`` of one
+    tensor writes the whole buffer (``.clone()`` first to save only the tensor). Per-example
+    scalar tensors that require grad or live on a device are moved with ``Tensor.to`` (as
+    ``Batch.to`` does), not through the buffer.
 
     Examples
     --------
@@ -174,6 +205,8 @@ class Packer:
                 f"fastpad.Packer: device must be 'cuda' or 'cpu', got {str(requested)!r}"
             )
         self._cuda = requested.type == "cuda" and torch.cuda.is_available()
+        if requested.type == "cuda" and not self._cuda:
+            _warn_no_cuda(str(requested))
         if self._cuda and requested.index is None:
             requested = torch.device("cuda", torch.cuda.current_device())
         self.device = requested if self._cuda else torch.device("cpu")
@@ -200,8 +233,16 @@ class Packer:
         self.ragged_transfer: bool | str = ragged_transfer
         self.buffers = buffers
         self._defaults = dict(pad_defaults)
+        self._option_defaults = {
+            key: value for key, value in pad_defaults.items() if key != "threads"
+        }
+        self._threads = pad_defaults.get("threads")
         self._counters = dict.fromkeys(PackerStats.__dataclass_fields__, 0)
-        self._ring = PinnedRing(buffers, self._counters)
+        # Streams, events and the CUDA calls of a copy: looked up once, here.
+        self._calls = _ring.cuda_calls(torch, self.device, self.stream) if self._cuda else None
+        self._ring = PinnedRing(buffers, self._counters, self._calls)
+        self._torch = torch
+        self._dtypes = {name: getattr(torch, name) for name in ITEMSIZES}
         self._lock = threading.Lock()
 
     def __reduce__(self) -> Any:
@@ -244,18 +285,178 @@ class Packer:
         TypeError, ValueError, OverflowError
             As `fastpad.pad`; also TypeError for an unknown keyword.
         """
-        check_keywords("fastpad.Packer", pad_kwargs, _PAD_KEYWORDS)
-        kwargs = {**self._defaults, **pad_kwargs}
-        threads = kwargs.pop("threads", None)
+        options_kwargs = self._option_defaults
+        threads = self._threads
+        if pad_kwargs:
+            check_keywords("fastpad.Packer", pad_kwargs, _PAD_KEYWORDS)
+            options_kwargs = {**options_kwargs, **pad_kwargs}
+            threads = options_kwargs.pop("threads", threads)
         inputs = normalize_inputs(encoded_inputs)
         options = resolve_options(
             tokenizer=self.tokenizer,
-            **kwargs,
+            **options_kwargs,
             return_tensors="pt",
             pin_memory=False,  # the packer pins its own ring
             fields=list(inputs.fields),
         )
-        # Per-example scalar fields ride in the same buffer and the same copy.
+        if not self._cuda:
+            return self._on_cpu(inputs, options, threads)
+        with self._lock:
+            if self.ragged_transfer:
+                batch = self._maybe_ragged(inputs, options, threads)
+                if batch is not None:
+                    return batch
+            return self._padded(inputs, options, threads)
+
+    # -- CPU ------------------------------------------------------------------------------------
+
+    def _on_cpu(self, inputs: Inputs, options: PadOptions, threads: int | None) -> Batch:
+        """Fresh CPU tensors (never shared), through the same layout and rebuild code as the
+        CUDA path when the ragged transfer takes the batch."""
+        with self._lock:
+            if self.ragged_transfer:
+                batch = self._maybe_ragged(inputs, options, threads)
+                if batch is not None:
+                    return batch
+            batch = pad_inputs(inputs, options, threads=threads)
+            nbytes = sum(
+                _nbytes(value) for value in batch.values() if hasattr(value, "element_size")
+            )
+            counters = self._counters
+            counters["payload_bytes"] += nbytes
+            counters["output_bytes"] += nbytes
+            counters["batches"] += 1
+            return batch
+
+    # -- padded path: one pass over the fields, the layout, one pack, one copy, the views ------
+
+    def _padded(self, inputs: Inputs, options: PadOptions, threads: int | None) -> Batch:
+        specs: list[tuple[Any, ...]] = []
+        keys: list[str] = []
+        scalar_keys: list[str] = []
+        parallel = False
+        fields = inputs.fields
+        for key, field in fields.items():
+            kind = field.kind
+            if kind == "rows":
+                specs.append((key, 0, field.data))
+            elif kind == "ragged":
+                specs.append((key, 1, field.data.values, field.data.offsets))
+                parallel = True
+            else:
+                scalar_keys.append(key)
+                continue
+            keys.append(key)
+        # Checked as `pad_inputs` checks them, in its order: the same exceptions.
+        if not specs:
+            raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
+        pad_values = options.pad_values
+        for key in keys:
+            if key not in pad_values:
+                raise _missing_pad_value(key)
+        if threads is not None and (
+            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+        ):
+            raise ValueError(f"fastpad.pad: threads must be a positive int, got {threads!r}")
+        scalars = None
+        if scalar_keys:
+            scalars = {
+                key: _stack_scalars(key, fields[key].data, options, inputs) for key in scalar_keys
+            }
+        lengths, width = _core.measure(
+            specs, options.padding, options.max_length, options.truncate, options.multiple_of
+        )
+        rows = len(lengths)
+        cells = rows * width
+        if cells >= _SAFE_CELLS:
+            _core.checked_cells(rows, width, 8)
+        dtype_names = [
+            options.mask_dtype if key == "attention_mask" else options.dtype for key in keys
+        ]
+        create_mask = options.return_attention_mask and "attention_mask" not in fields
+        if create_mask:
+            dtype_names.append(options.mask_dtype)
+        offsets, end = slot_layout(cells, [ITEMSIZES[name] for name in dtype_names])
+        total = end
+        staged: dict[str, Part] = {}
+        if scalars is not None:
+            for key, tensor in scalars.items():
+                if tensor.device.type == "cpu" and not tensor.requires_grad:
+                    part = Part(total, tensor.dtype, tuple(tensor.shape))
+                    staged[key] = part
+                    total = aligned(total + part.nbytes)
+
+        ring = self._ring
+        slot = ring.acquire(total)
+        array = slot.array
+        views = [
+            np.ndarray((rows, width), _NUMPY_TYPES[name], array, offset)
+            for name, offset in zip(dtype_names, offsets, strict=True)
+        ]
+        mask_view = views.pop() if create_mask else None
+        if threads is None:
+            threads = default_threads() if parallel and cells >= _PARALLEL_CELLS else 1
+        _core.pack(
+            specs,
+            views,
+            [pad_values[key] for key in keys],
+            lengths,
+            mask_view,
+            width,
+            options.max_length if options.truncate else -1,
+            options.pad_left,
+            options.truncate_left,
+            threads,
+        )
+        for key, part in staged.items():
+            part.host_view(slot.host).copy_(scalars[key])  # type: ignore[index]
+
+        calls = self._calls
+        assert calls is not None
+        consumer = calls.consumer()
+        ring.ship(slot, total, consumer)
+        counters = self._counters
+        counters["payload_bytes"] += total
+        counters["copied_bytes"] += total
+        counters["batches"] += 1
+        dtypes = self._dtypes
+        batch = Batch()
+        outputs: dict[str, Any] = {}
+        output_bytes = 0
+        for key, name, offset in zip(keys, dtype_names, offsets, strict=False):
+            size = ITEMSIZES[name]
+            outputs[key] = slot.typed[dtypes[name]].as_strided(
+                (rows, width), (width, 1), offset // size
+            )
+            output_bytes += cells * size
+        if scalars is not None:
+            for key, tensor in scalars.items():
+                staged_part = staged.get(key)
+                if staged_part is None:  # requires grad or on a device: moved on its own
+                    outputs[key] = tensor.to(self.device, non_blocking=True)
+                else:
+                    outputs[key] = staged_part.device_view(ring.typed(slot, staged_part.dtype))
+                output_bytes += _nbytes(outputs[key])
+        # Keys in input order, a given mask only when asked for, a created mask last (as pad).
+        for key in fields:
+            if key == "attention_mask" and not options.return_attention_mask:
+                continue
+            batch[key] = outputs[key]
+        if create_mask:
+            size = ITEMSIZES[options.mask_dtype]
+            batch["attention_mask"] = slot.typed[dtypes[options.mask_dtype]].as_strided(
+                (rows, width), (width, 1), offsets[-1] // size
+            )
+            output_bytes += cells * size
+        counters["output_bytes"] += output_bytes
+        return batch
+
+    # -- ragged path (host and device sides in fastpad._ragged_transfer) ------------------------
+
+    def _maybe_ragged(
+        self, inputs: Inputs, options: PadOptions, threads: int | None
+    ) -> Batch | None:
+        """The batch through a ragged transfer, or None when the padded path takes it."""
         scalars = {
             key: _stack_scalars(key, field.data, options, inputs)
             for key, field in inputs.fields.items()
@@ -265,140 +466,68 @@ class Packer:
             {key: field for key, field in inputs.fields.items() if field.kind != "scalars"},
             inputs.rows,
         )
-        with self._lock:
-            plan = None
-            if self.ragged_transfer:
-                auto = self.ragged_transfer == "auto"
-                plan = plan_ragged(padded_inputs, options, threads, auto=auto)
-            if plan is not None:
-                batch = self._ragged(inputs, plan, options, scalars)
-                self._counters["ragged_batches"] += 1
-            else:
-                batch = self._padded(inputs, padded_inputs, options, scalars, threads)
-            self._counters["batches"] += 1
-            self._counters["output_bytes"] += sum(
-                _nbytes(value) for value in batch.values() if hasattr(value, "element_size")
-            )
+        plan = plan_ragged(padded_inputs, options, threads, auto=self.ragged_transfer == "auto")
+        if plan is None:
+            return None
+        batch = self._ragged(inputs, plan, options, scalars)
+        counters = self._counters
+        counters["ragged_batches"] += 1
+        counters["batches"] += 1
+        counters["output_bytes"] += sum(
+            _nbytes(value) for value in batch.values() if hasattr(value, "element_size")
+        )
         return batch
 
-    # -- copy ---------------------------------------------------------------------------------
+    def _ragged(
+        self, inputs: Inputs, plan: RaggedPlan, options: PadOptions, scalars: dict[str, Any]
+    ) -> Batch:
+        torch = self._torch
+        slot: list[Slot] = []
 
-    def _acquire(self, nbytes: int) -> Any:
-        if self._cuda:
-            return self._ring.acquire(nbytes)
-        torch = _ring._torch()
-        return torch.empty(nbytes, dtype=torch.uint8)  # fresh: CPU results are never shared
+        def acquire(nbytes: int) -> Any:
+            if not self._cuda:
+                return torch.empty(nbytes, dtype=torch.uint8)  # fresh: CPU results are never shared
+            slot.append(self._ring.acquire(nbytes))
+            return slot[0].host
 
-    def _to_device(self, layout: Layout, dtype: Any) -> Any:
-        """The batch buffer on the device as a 1-D tensor of `dtype` (copied on CUDA)."""
-        nbytes = layout.nbytes
-        self._counters["payload_bytes"] += nbytes
-        host = layout.buffer[:nbytes].view(dtype)
-        if not self._cuda:
-            return host
-        torch = _ring._torch()
-        consumer = torch.cuda.current_stream(self.device)
-        stream = consumer if self.stream is None else self.stream
-        with torch.cuda.device(self.device), torch.cuda.stream(stream):
-            # Allocated on the copy stream; record_stream below keeps the caching allocator from
-            # handing this memory to the copy stream again before the consumer is done with it.
-            device_buffer = torch.empty(host.shape[0], dtype=dtype, device=self.device)
-            device_buffer.copy_(host, non_blocking=True)
-            event = self._ring.guard(stream)
-        if stream != consumer:
-            consumer.wait_event(event)
-            if device_buffer.is_cuda:  # (a simulated device in tests has CPU buffers)
-                device_buffer.record_stream(consumer)
-        self._counters["copied_bytes"] += nbytes
-        return device_buffer
-
-    # -- per-example scalars ------------------------------------------------------------------
-
-    @staticmethod
-    def _in_buffer(tensor: Any) -> bool:
-        """Scalars copied through the batch buffer: CPU tensors without autograd history."""
-        return bool(tensor.device.type == "cpu" and not tensor.requires_grad)
-
-    def _scalar_bytes(self, scalars: dict[str, Any]) -> int:
-        return sum(
-            aligned(_nbytes(tensor)) for tensor in scalars.values() if self._in_buffer(tensor)
-        )
-
-    def _stage_scalars(
-        self, layout: Layout, scalars: dict[str, Any]
-    ) -> tuple[dict[str, Part], dict[str, Any]]:
-        """Write CPU scalar fields into the batch buffer (torch copies: any dtype, bfloat16
-        included); the others are moved on their own."""
+        layout = Layout(acquire)
         staged: dict[str, Part] = {}
         separate: dict[str, Any] = {}
+        scalar_bytes = 0
+        for tensor in scalars.values():
+            if tensor.device.type == "cpu" and not tensor.requires_grad:
+                scalar_bytes += aligned(_nbytes(tensor))
+        parts, meta = pack_flat(layout, plan, options, scalar_bytes)
+        # Per-example scalars ride in the same buffer (torch copies: any dtype, bfloat16 too).
         for key, tensor in scalars.items():
-            if self._in_buffer(tensor):
+            if tensor.device.type == "cpu" and not tensor.requires_grad:
                 part = layout.take(tensor.dtype, tuple(tensor.shape))
                 part.host_view(layout.buffer).copy_(tensor)
                 staged[key] = part
             else:
                 separate[key] = tensor
-        return staged, separate
-
-    def _scalar_outputs(
-        self, device_buffer: Any, staged: dict[str, Part], separate: dict[str, Any]
-    ) -> dict[str, Any]:
-        outputs = {key: part.device_view(device_buffer) for key, part in staged.items()}
+        device_buffer = self._to_device(slot[0] if slot else None, layout, options.dtype)
+        # Rebuilt on the consumer stream (no host synchronization).
+        outputs = expand_outputs(device_buffer, plan, options, parts, meta)
+        for key, part in staged.items():
+            outputs[key] = part.device_view(device_buffer)
         for key, tensor in separate.items():
             outputs[key] = tensor.to(self.device, non_blocking=True)
-        return outputs
-
-    # -- padded path ----------------------------------------------------------------------------
-
-    def _padded(
-        self,
-        inputs: Inputs,
-        padded_inputs: Inputs,
-        options: PadOptions,
-        scalars: dict[str, Any],
-        threads: int | None,
-    ) -> Batch:
-        if not self._cuda:
-            # Fresh tensors from the engine, as `fastpad.pad` makes them: never shared.
-            batch = pad_inputs(inputs, options, threads=threads)
-            self._counters["payload_bytes"] += sum(
-                _nbytes(value) for value in batch.values() if hasattr(value, "element_size")
-            )
-            return batch
-        torch = _ring._torch()
-        layout = Layout(self._acquire)
-        itemsizes = padded_itemsizes(padded_inputs, options)
-        parts: dict[int, Part] = {}
-        scalar_bytes = self._scalar_bytes(scalars)
-
-        def allocate(rows: int, width: int, dtype_name: str) -> tuple[Any, Any]:
-            layout.reserve(sum(aligned(rows * width * size) for size in itemsizes) + scalar_bytes)
-            part = layout.take(getattr(torch, dtype_name), (rows, width))
-            view = layout.numpy_view(part)
-            parts[id(view)] = part
-            return view, view
-
-        host = pad_inputs(padded_inputs, options, threads=threads, allocate=allocate)
-        staged, separate = self._stage_scalars(layout, scalars)
-        device_buffer = self._to_device(layout, getattr(torch, options.dtype))
-        outputs = {key: parts[id(value)].device_view(device_buffer) for key, value in host.items()}
-        outputs.update(self._scalar_outputs(device_buffer, staged, separate))
         return _ordered(inputs, outputs)
 
-    # -- ragged path (host and device sides in fastpad._ragged_transfer) ------------------------
-
-    def _ragged(
-        self, inputs: Inputs, plan: RaggedPlan, options: PadOptions, scalars: dict[str, Any]
-    ) -> Batch:
-        layout = Layout(self._acquire)
-        parts, meta = pack_flat(layout, plan, options, self._scalar_bytes(scalars))
-        staged, separate = self._stage_scalars(layout, scalars)
-
-        # Copy, then rebuild on the consumer stream (no host synchronization).
-        device_buffer = self._to_device(layout, getattr(_ring._torch(), options.dtype))
-        outputs = expand_outputs(device_buffer, plan, options, parts, meta)
-        outputs.update(self._scalar_outputs(device_buffer, staged, separate))
-        return _ordered(inputs, outputs)
+    def _to_device(self, slot: Slot | None, layout: Layout, dtype_name: str) -> Any:
+        """The ragged batch's buffer on the device as a 1-D tensor of `dtype_name` (copied out
+        of its slot on CUDA; the host buffer itself on the CPU path)."""
+        nbytes = layout.nbytes
+        self._counters["payload_bytes"] += nbytes
+        dtype = self._dtypes[dtype_name]
+        if slot is None:
+            return layout.buffer[:nbytes].view(dtype)
+        calls = self._calls
+        assert calls is not None
+        self._ring.ship(slot, nbytes, calls.consumer())
+        self._counters["copied_bytes"] += nbytes
+        return slot.typed[dtype]
 
 
 def _ordered(inputs: Inputs, outputs: dict[str, Any]) -> Batch:
@@ -411,3 +540,16 @@ def _ordered(inputs: Inputs, outputs: dict[str, Any]) -> Batch:
         if key not in batch:
             batch[key] = value
     return batch
+
+
+def _warn_no_cuda(requested: str) -> None:
+    global _warned_no_cuda
+    if _warned_no_cuda:
+        return
+    _warned_no_cuda = True
+    warnings.warn(
+        f"fastpad.Packer({requested!r}): torch sees no CUDA device, so the packer pads into CPU "
+        "tensors (packer.device is cpu); pass device='cpu' to say so and silence this warning",
+        RuntimeWarning,
+        stacklevel=3,
+    )

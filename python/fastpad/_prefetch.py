@@ -1,0 +1,440 @@
+"""Host prep hidden behind the model: `fastpad.prefetch` and `fastpad.encode_overlapped`.
+
+A model loop on a GPU alternates host prep (tokenize, pad, pin, start the copy) and model work.
+When the loop reads results back every batch (``.cpu()``, ``.item()``, a loss logged), the GPU
+idles while the host prepares the next batch, and the host idles while the GPU runs. `prefetch`
+prepares batches ``depth`` ahead in one background thread: batch k+1 is tokenized, padded into
+pinned memory and its copy started while the model runs batch k. The thread spends its time in
+the tokenizer's and fastpad's C++ code and in CUDA calls; the model's thread waits for the GPU
+with the GIL released, so both proceed.
+
+`encode_overlapped` is sentence-transformers' ``SentenceTransformer.encode`` loop (the same
+length-sorted batches, the same ``preprocess`` and forward, the same post-processing), with
+``preprocess`` and the host-to-device copy of batch k+1 run by `prefetch` while batch k runs.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+__all__ = ["PrefetchStats", "Prefetcher", "encode_overlapped", "prefetch"]
+
+Item = TypeVar("Item")
+Prepared = TypeVar("Prepared")
+
+# How long the worker waits on a full queue before it looks at the stop flag again (seconds).
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True)
+class PrefetchStats:
+    """Counters of a `Prefetcher` (a snapshot; see `Prefetcher.stats`).
+
+    Attributes
+    ----------
+    batches : int
+        Batches handed to the consumer.
+    prepare_s : float
+        Seconds the background thread spent getting the items (a DataLoader collates then) and
+        preparing them (``prepare`` and the device copy): the host prep the loop would
+        otherwise run itself.
+    wait_s : float
+        Seconds the consumer waited for a batch that was not ready yet: the host prep that was
+        not hidden (0 when every batch was ready when asked for).
+    """
+
+    batches: int = 0
+    prepare_s: float = 0.0
+    wait_s: float = 0.0
+
+
+class _Done:
+    """The worker's end-of-items marker."""
+
+
+_DONE = _Done()
+
+
+def _torch_if_imported() -> Any:
+    """torch when something already imported it (prefetch never imports torch itself)."""
+    return sys.modules.get("torch")
+
+
+def _to_device(batch: Any, device: Any) -> Any:
+    """`batch` with every tensor copied to `device` with ``non_blocking=True`` (asynchronous
+    from pinned memory): a tensor, a Mapping of them (``Batch``, ``BatchEncoding`` and dicts keep
+    their type), or a list/tuple of them; other values are kept as they are."""
+    if hasattr(batch, "is_pinned") and hasattr(batch, "to"):  # a tensor
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        moved = {key: _to_device(value, device) for key, value in batch.items()}
+        if type(batch) is dict:
+            return moved
+        rebuild: Any = type(batch)
+        try:
+            return rebuild(moved)
+        except Exception:  # a Mapping type that cannot be rebuilt from a dict
+            return moved
+    if isinstance(batch, list | tuple):
+        return type(batch)(_to_device(value, device) for value in batch)
+    return batch
+
+
+class _Shared:
+    """What the worker thread and its `Prefetcher` share. The thread holds this, never the
+    Prefetcher itself, so an abandoned Prefetcher is collected and its ``__del__`` stops it."""
+
+    def __init__(self, depth: int) -> None:
+        self.queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.prepare_s = 0.0
+
+    def put(self, entry: tuple[Any, BaseException | None]) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(entry, timeout=_POLL_S)
+            except queue.Full:
+                continue
+            return True
+        return False
+
+
+def _work(
+    shared: _Shared,
+    items: Iterator[Any],
+    prepare: Callable[[Any], Any] | None,
+    device: Any,
+    stream: Any,
+) -> None:
+    """The worker thread: prepare each item (and copy it to `device`), queue it in order."""
+    try:
+        if stream is not None:
+            _torch_if_imported().cuda.set_stream(stream)
+        while True:
+            if shared.stop.is_set():
+                return
+            started = time.perf_counter()  # getting the item is host prep too (a collate)
+            try:
+                item = next(items)
+            except StopIteration:
+                break
+            batch = item if prepare is None else prepare(item)
+            if device is not None:
+                batch = _to_device(batch, device)
+            elapsed = time.perf_counter() - started
+            with shared.lock:
+                shared.prepare_s += elapsed
+            if not shared.put((batch, None)):
+                return
+            del batch, item  # the queue holds the batch; nothing here keeps it alive
+        shared.put((_DONE, None))
+    except BaseException as error:  # handed to the consumer, raised there
+        shared.put((None, error))
+
+
+class Prefetcher(Generic[Prepared]):
+    """Iterator over prepared batches, prepared `depth` ahead by one background thread.
+
+    Made by `prefetch`; see there. Iterate it once. ``close()`` (or leaving a ``with`` block)
+    stops the thread at once; an abandoned Prefetcher stops it when it is garbage collected.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[Any],
+        prepare: Callable[[Any], Prepared] | None,
+        device: Any,
+        depth: int,
+    ) -> None:
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ValueError(f"fastpad.prefetch: depth must be an int >= 1, got {depth!r}")
+        if prepare is not None and not callable(prepare):
+            raise TypeError(
+                f"fastpad.prefetch: prepare must be callable, got {type(prepare).__name__}"
+            )
+        self._shared = _Shared(depth)
+        self._batches = 0
+        self._wait_s = 0.0
+        self._finished = False
+        # The consumer's current CUDA stream, made current in the worker: a Packer called
+        # there orders its copies before this stream, and a non_blocking copy queues on it.
+        stream = _consumer_stream(prepare, device)
+        self._thread = threading.Thread(
+            target=_work,
+            args=(self._shared, iter(items), prepare, device, stream),
+            name="fastpad-prefetch",
+            daemon=True,
+        )
+        self._thread.start()
+
+    @property
+    def stats(self) -> PrefetchStats:
+        """Snapshot of the counters (`PrefetchStats`)."""
+        with self._shared.lock:
+            return PrefetchStats(self._batches, self._shared.prepare_s, self._wait_s)
+
+    def __iter__(self) -> Iterator[Prepared]:
+        return self
+
+    def __next__(self) -> Prepared:
+        if self._finished:
+            raise StopIteration
+        started = time.perf_counter()
+        batch, error = self._shared.queue.get()
+        waited = time.perf_counter() - started
+        if error is not None:
+            self._finish()
+            raise error
+        if batch is _DONE:
+            self._finish()
+            raise StopIteration
+        with self._shared.lock:
+            self._wait_s += waited
+            self._batches += 1
+        return batch  # type: ignore[no-any-return]
+
+    def _finish(self) -> None:
+        self._finished = True
+        self._shared.stop.set()
+        self._thread.join()
+
+    def close(self) -> None:
+        """Stop the background thread and drop the batches it prepared ahead."""
+        self._finished = True
+        shared = self._shared
+        shared.stop.set()
+        while True:  # drop what the worker queued
+            try:
+                shared.queue.get_nowait()
+            except queue.Empty:
+                break
+        self._thread.join()
+
+    def __enter__(self) -> Prefetcher[Prepared]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        shared = getattr(self, "_shared", None)
+        if shared is not None:
+            shared.stop.set()
+
+
+def _consumer_stream(prepare: Any, device: Any) -> Any:
+    """The current CUDA stream of the device the batches go to (None off CUDA)."""
+    torch = _torch_if_imported()
+    if torch is None or not torch.cuda.is_available():
+        return None
+    target = getattr(prepare, "device", None) if device is None else device
+    try:
+        target = torch.device(target) if target is not None else None
+    except (TypeError, RuntimeError, ValueError):
+        target = None
+    if target is not None and target.type != "cuda":
+        return None
+    return torch.cuda.current_stream(target)
+
+
+def prefetch(
+    items: Iterable[Item],
+    prepare: Callable[[Item], Prepared] | None = None,
+    *,
+    device: Any = None,
+    depth: int = 2,
+) -> Prefetcher[Prepared]:
+    """Prepare batches in a background thread, `depth` ahead of the loop that consumes them.
+
+    While the loop body runs batch k (on a GPU: its kernels run and the loop waits for their
+    results), the thread prepares batch k+1: ``prepare(item)`` (tokenize and pad, e.g. a
+    `fastpad.Packer`, which pads into pinned memory and starts the copy to the GPU), then, with
+    `device`, the copy of every tensor in it to `device` with ``non_blocking=True``. Batches
+    come out in the order of `items`, each exactly what the loop would have made itself.
+
+    Parameters
+    ----------
+    items : iterable
+        What to prepare: lists of texts, lists of token ids, a ``torch.utils.data.DataLoader``
+        (its collator, e.g. `fastpad.DataCollatorWithPadding`, then runs in the thread when
+        ``num_workers=0``)...
+    prepare : callable, optional
+        ``prepare(item) -> batch``; default: the items themselves. A `fastpad.Packer` here (give
+        it ``buffers=depth + 2`` so each copy has a free slot) pads and copies in the thread.
+    device : str or torch.device, optional
+        Copy the prepared tensors to this device (``non_blocking=True``; asynchronous from
+        pinned memory, as `fastpad.pad` and the collators allocate when a GPU is present).
+    depth : int, default 2
+        Batches prepared ahead (the thread then waits for the loop).
+
+    Returns
+    -------
+    Prefetcher
+        An iterator over the prepared batches, with `Prefetcher.stats` (time the thread spent
+        preparing, time the loop waited for it) and `Prefetcher.close`.
+
+    Raises
+    ------
+    ValueError
+        `depth` is not an int >= 1.
+    TypeError
+        `prepare` is not callable.
+
+    Notes
+    -----
+    An exception raised by `prepare` (or by iterating `items`) is raised by the loop at the
+    batch where it happened; the thread stops. On CUDA the thread makes the stream that was
+    current where `prefetch` was called its current stream, so a Packer's copies are ordered
+    before it and a ``non_blocking`` copy queues on it. Tensors a `prepare` creates are not
+    inference tensors even inside ``torch.inference_mode`` (a thread-local mode), which any
+    model accepts.
+
+    Examples
+    --------
+    >>> import fastpad
+    >>> packer = fastpad.Packer("cpu", pad_token_id=0)
+    >>> rows = [[[101, 7592, 102], [101, 102]], [[101, 2088, 2003, 102]]]
+    >>> [batch["input_ids"].shape[1] for batch in fastpad.prefetch(rows, packer)]
+    [3, 4]
+    """
+    return Prefetcher(items, prepare, device, depth)
+
+
+def encode_overlapped(
+    model: Any,
+    sentences: Iterable[str],
+    *,
+    batch_size: int = 32,
+    normalize_embeddings: bool = False,
+    convert_to_tensor: bool = False,
+    depth: int = 2,
+) -> Any:
+    """``model.encode(sentences, ...)`` with host prep hidden behind the model.
+
+    sentence-transformers' own encode loop (the same length-sorted batches, ``preprocess``,
+    forward, normalization and unsorting) with each batch's ``preprocess`` and host-to-device
+    copy (pinned, ``non_blocking=True``) run by `prefetch` while the model runs the batch
+    before it. The embeddings equal ``model.encode(sentences, batch_size=batch_size,
+    normalize_embeddings=normalize_embeddings, convert_to_tensor=convert_to_tensor)``; with
+    ``fastpad.patch_transformers()`` active, ``preprocess`` pads with fastpad too.
+
+    Parameters
+    ----------
+    model : sentence_transformers.SentenceTransformer
+        The model, on the device it runs on.
+    sentences : iterable of str
+        Texts to embed.
+    batch_size : int, default 32
+        As in ``encode``.
+    normalize_embeddings : bool, default False
+        As in ``encode``.
+    convert_to_tensor : bool, default False
+        One ``[len(sentences), dim]`` tensor on the model's device instead of a numpy array.
+    depth : int, default 2
+        Batches prepared ahead (see `prefetch`).
+
+    Returns
+    -------
+    numpy.ndarray or torch.Tensor
+        The embeddings, in the order of `sentences`.
+
+    Raises
+    ------
+    ValueError
+        `batch_size` is not a positive int.
+    TypeError
+        `model` lacks the sentence-transformers methods this loop calls (``preprocess``,
+        ``_input_length``), or a sentence is not a str.
+
+    Notes
+    -----
+    A model this loop does not reproduce (one whose batches interleave lengths for
+    padding-free inputs, or with a default prompt) is run by its own ``encode``, unchanged.
+    The model's ``truncate_dim`` applies, as in ``encode``.
+
+    Examples
+    --------
+    >>> embeddings = fastpad.encode_overlapped(model, texts, batch_size=32)  # doctest: +SKIP
+    """
+    import torch
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(
+            f"fastpad.encode_overlapped: batch_size must be a positive int, got {batch_size!r}"
+        )
+    for name in ("preprocess", "_input_length"):
+        if not callable(getattr(model, name, None)):
+            raise TypeError(
+                f"fastpad.encode_overlapped: model must be a sentence_transformers."
+                f"SentenceTransformer (it has no {name}), got {type(model).__name__}"
+            )
+    texts = list(sentences)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(
+                f"fastpad.encode_overlapped: sentence {index} is a {type(text).__name__}, not a str"
+            )
+    can_flatten = getattr(model, "_can_flatten_inputs", None)
+    if (callable(can_flatten) and can_flatten()) or getattr(model, "default_prompt_name", None):
+        # Interleaved batches for padding-free inputs, or a prompt to prepend: run the model's
+        # own loop, unchanged.
+        return model.encode(
+            texts,
+            batch_size=batch_size,
+            normalize_embeddings=normalize_embeddings,
+            convert_to_tensor=convert_to_tensor,
+            show_progress_bar=False,
+        )
+    convert_to_numpy = not convert_to_tensor
+    truncate_dim = getattr(model, "truncate_dim", None)
+    device = model.device
+    model.eval()
+    order = np.argsort([-model._input_length(text) for text in texts])
+    sorted_texts = [texts[index] for index in order]
+    chunks = [
+        sorted_texts[start : start + batch_size]
+        for start in range(0, len(sorted_texts), batch_size)
+    ]
+    on_cuda = device.type == "cuda"
+
+    def prepare(chunk: list[str]) -> Any:
+        features = model.preprocess(chunk)
+        if not on_cuda:
+            return features
+        # Pinned here; prefetch then copies each tensor with non_blocking=True (the host goes on
+        # while the copy runs), on the current stream of the model's device.
+        return {
+            key: value.pin_memory() if isinstance(value, torch.Tensor) else value
+            for key, value in features.items()
+        }
+
+    embeddings: list[Any] = []
+    target = device if device.type != "cpu" else None
+    with torch.inference_mode(), prefetch(chunks, prepare, device=target, depth=depth) as batches:
+        for features in batches:
+            output = model(features)["sentence_embedding"]
+            if truncate_dim is not None:
+                output = output[..., :truncate_dim]
+            if normalize_embeddings:
+                output = torch.nn.functional.normalize(output, p=2, dim=1)
+            if convert_to_numpy:
+                output = output.cpu()
+            embeddings.extend(output)
+    unsorted = [embeddings[index] for index in np.argsort(order)]
+    if not unsorted:
+        return np.array([]) if convert_to_numpy else torch.tensor([], device=device)
+    stacked = torch.stack(unsorted)
+    if convert_to_numpy:
+        if stacked.dtype == torch.bfloat16:
+            stacked = stacked.float()
+        return stacked.cpu().numpy()
+    return stacked
