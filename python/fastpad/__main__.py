@@ -131,8 +131,7 @@ def _missing_requirements(plot: bool) -> str | None:
         return (
             "needs torch, which is not installed (fastpad.pad itself works without it with "
             "return_tensors='np'). Install the bench requirements with "
-            "pip install 'fastpad[bench]' (CPU-only torch: "
-            "pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+            "pip install 'fastpad[bench]'"
         )
     try:
         if plot:

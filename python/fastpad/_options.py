@@ -126,10 +126,7 @@ def _dtype_name(value: Any, name: str, allowed: tuple[str, ...]) -> str:
     return text
 
 
-_TORCH_INSTALL = (
-    "pip install torch (the CPU-only build: pip install torch --index-url "
-    "https://download.pytorch.org/whl/cpu)"
-)
+_TORCH_INSTALL = "pip install torch (or pip install 'fastpad[torch]')"
 
 
 @functools.cache
@@ -289,8 +286,6 @@ def resolve_options(
         raise ValueError(
             f"fastpad.pad: return_tensors must be 'pt' or 'np', got {return_tensors!r}"
         )
-    if return_tensors == "pt":
-        require_torch("fastpad.pad")
     if return_attention_mask is None:
         names = getattr(tokenizer, "model_input_names", None) if tokenizer is not None else None
         return_attention_mask = names is None or "attention_mask" in names

@@ -12,7 +12,7 @@ import numpy as np
 from . import _cache, _core
 from ._batch import Batch
 from ._inputs import Inputs, normalize_inputs
-from ._options import PadOptions, resolve_options
+from ._options import PadOptions, require_torch, resolve_options
 from ._scalars import python_scalars, stack_scalars
 
 __all__ = ["Allocator", "default_threads", "pad", "pad_inputs"]
@@ -92,6 +92,8 @@ def _alloc_pinned(rows: int, width: int, dtype: str) -> tuple[Any, Any]:
 
 @functools.cache
 def _torch() -> Any:
+    # Checked here, where torch is first needed: every argument error is reported before it.
+    require_torch("fastpad.pad")
     import torch
 
     return torch

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._batch import Batch
 from ._inputs import Field, Inputs, normalize_inputs
-from ._options import PAD_KEYWORDS, PadOptions, check_keywords, resolve_options
+from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, resolve_options
 from ._scalars import python_scalars, stack_scalars
 
 __all__ = ["pad", "pad_inputs"]
@@ -168,6 +168,7 @@ def _check_range(rows: list[list[int]], key: str, dtype: str, first_row: int = 0
 def _to_tensor(rows: list[list[int]], width: int, dtype: str, options: PadOptions) -> Any:
     if options.return_tensors == "np":
         return np.array(rows, dtype=dtype).reshape(len(rows), width)
+    require_torch("fastpad.reference.pad")
     import torch
 
     tensor = torch.tensor(rows, dtype=getattr(torch, dtype)).reshape(len(rows), width)
