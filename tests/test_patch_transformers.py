@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import logging
 import threading
 import warnings
@@ -49,18 +50,29 @@ def _recognised() -> dict[str, bool]:
     }
 
 
-# Entry points this transformers lets fastpad patch (all four on the tested 5.24.0); tests of
-# the others are skipped, with the reason.
+# Entry points this transformers lets fastpad patch (see docs/transformers-support.md); tests
+# of the others are skipped, with the reason. benchmarks/transformers_matrix.py runs this file
+# with the fingerprint gate off (its pytest plugin), to judge behaviour on its own, and reads
+# which entry points each test exercises from the `patch_entry` marker `needs` adds.
 RECOGNISED = _recognised()
+FAMILY = 4 if transformers.__version__.startswith("4.") else 5
+# 4.40-4.44: pad and the call take no padding_side (an unknown keyword: TypeError).
+PAD_SIDE = "padding_side" in inspect.signature(transformers.PreTrainedTokenizerBase.pad).parameters
+CALL_SIDE = "padding_side" in inspect.signature(transformers.PreTrainedTokenizerBase.__call__).parameters
 
 
-def needs(*entries: str) -> pytest.MarkDecorator:
+def needs(*entries: str) -> Callable[[Any], Any]:
     missing = [entry for entry in entries if not RECOGNISED[entry]]
-    return pytest.mark.skipif(
+    skip = pytest.mark.skipif(
         bool(missing),
         reason=f"transformers {transformers.__version__}: patch_transformers leaves {missing} "
-        "unpatched (tested: 5.24.0)",
+        "unpatched (docs/transformers-support.md)",
     )
+
+    def mark(test: Any) -> Any:
+        return pytest.mark.patch_entry(*entries)(skip(test))
+
+    return mark
 
 
 @pytest.fixture(autouse=True)
@@ -90,9 +102,15 @@ class _Records(logging.Handler):
         self.messages.append((record.levelname, record.getMessage()))
 
 
+# transformers 4.x logs this advice on the first pad of each ...Fast tokenizer; the fast path
+# leaves that first call to the original (test_pad_advice_of_4x), the comparisons start after.
+ADVICE = "Asking-to-pad-a-fast-tokenizer"
+
+
 def _observe(call: Callable[[], Any], tokenizers: list[Any]) -> dict[str, Any]:
     for tokenizer in tokenizers:  # once-only warnings of the tokenizer fire in both runs
         tokenizer.deprecation_warnings.clear()
+        tokenizer.deprecation_warnings[ADVICE] = True
     handler = _Records()
     logger = logging.getLogger("transformers")
     logger.addHandler(handler)
@@ -399,7 +417,37 @@ def test_pad_real_tokenizer_output(
     _, stats = both(
         lambda inputs: tokenizer.pad(inputs, **options), _to_form(examples, form), (tokenizer,)
     )
-    assert _fast(stats, "tokenizer.pad") == 1, stats
+    # Without a padding_side parameter (4.40-4.44) the original raises TypeError.
+    assert _fast(stats, "tokenizer.pad") == int(PAD_SIDE or padding_side is None), stats
+
+
+@needs(PAD)
+def test_pad_advice_of_4x(tokenizer: Any, sentences: list[str]) -> None:
+    """4.x logs advice on a fast tokenizer's first pad: that call runs the original."""
+    features = _features(tokenizer, sentences, 6)
+    logs = []
+    for patched in (False, True):
+        tokenizer.deprecation_warnings.clear()
+        handler = _Records()
+        logger = logging.getLogger("transformers")
+        logger.addHandler(handler)
+        context: Any = fastpad.transformers_patched() if patched else contextlib.nullcontext()
+        fastpad.patch_transformers.reset_stats()
+        try:
+            with context:
+                first = tokenizer.pad(copy.deepcopy(features), return_tensors="pt")
+                second = tokenizer.pad(copy.deepcopy(features), return_tensors="pt")
+        finally:
+            logger.removeHandler(handler)
+        assert_identical(first, second)
+        logs.append(handler.messages)
+    assert logs[0] == logs[1]
+    reasons = fastpad.patch_transformers.stats()["tokenizer.pad"]
+    if FAMILY == 4:
+        assert len(logs[0]) == 1 and "__call__` method is faster" in logs[0][0][1]
+        assert reasons == {"fast": 1, "fallback": 1, "reasons": {"warning": 1}}
+    else:
+        assert reasons["fast"] == 2
 
 
 @needs(PAD)
@@ -538,7 +586,7 @@ def test_call_keeps_the_backend_state(tokenizer: Any, sentences: list[str]) -> N
                 max_length=32,
                 truncation=True,
                 pad_to_multiple_of=8,
-                padding_side="left",
+                **({"padding_side": "left"} if CALL_SIDE else {}),
                 return_tensors="pt",
             )
         states.append((tokenizer.backend_tokenizer.padding, tokenizer.backend_tokenizer.truncation))
@@ -715,17 +763,21 @@ def _fallback_cases(tokenizer: Any, sentences: list[str]) -> list[tuple[str, str
         "OverridingPad", (cls,), {"_pad": lambda self, *a, **k: cls._pad(self, *a, **k)}
     )
     own_pad = overriding.from_pretrained(tokenizer_path())
+    encode = "_batch_encode_plus" if FAMILY == 4 else "_encode_plus"
     overriding_call = type(
         "OverridingEncode",
         (cls,),
-        {"_encode_plus": lambda self, *a, **k: cls._encode_plus(self, *a, **k)},
+        {encode: lambda self, *a, **k: getattr(cls, encode)(self, *a, **k)},
     )
     own_encode = overriding_call.from_pretrained(tokenizer_path())
     no_pad = transformers.AutoTokenizer.from_pretrained(tokenizer_path())
     no_pad.pad_token = None
-    from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
+    if FAMILY == 4:
+        slow = transformers.BertTokenizer.from_pretrained(tokenizer_path())
+    else:
+        from transformers.models.bert.tokenization_bert_legacy import BertTokenizerLegacy
 
-    slow = BertTokenizerLegacy.from_pretrained(tokenizer_path())
+        slow = BertTokenizerLegacy.from_pretrained(tokenizer_path())
     ragged = [
         {"input_ids": feature["input_ids"], "labels": feature["input_ids"]} for feature in features
     ]
@@ -813,6 +865,12 @@ def _fallback_cases(tokenizer: Any, sentences: list[str]) -> list[tuple[str, str
         ),
         (pad, "empty_batch", lambda f: tokenizer.pad([], return_tensors="pt"), features),
         (call, "empty_batch", lambda t: tokenizer([], padding=True, return_tensors="pt"), texts),
+        (
+            pad,
+            "no_tokens",
+            lambda f: tokenizer.pad([{"input_ids": []}, {"input_ids": []}], return_tensors="pt"),
+            features,
+        ),
         (
             tokens,
             "empty_batch",
@@ -979,9 +1037,10 @@ def test_scoped_patch_nests_and_keeps_a_global_patch() -> None:
 def test_unrecognised_internals_warn_once_and_stay_unpatched(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    known = dict(patch_fingerprints.KNOWN_FINGERPRINTS)
-    known["DataCollatorWithFlattening.__call__"] = frozenset({"0" * 16})
-    monkeypatch.setattr(patch_fingerprints, "KNOWN_FINGERPRINTS", known)
+    forms = copy.deepcopy(patch_fingerprints.validated())
+    for form in forms["DataCollatorWithFlattening"]:
+        form["fingerprints"]["DataCollatorWithFlattening.__call__"] = "0" * 16
+    monkeypatch.setattr(patch_fingerprints, "_VALIDATED", forms)
     monkeypatch.setattr(patch_install, "_WARNED", set())
     original = transformers.DataCollatorWithFlattening.__dict__["__call__"]
     with pytest.warns(patch_module.PatchWarning, match="DataCollatorWithFlattening left unpatched"):
@@ -1138,7 +1197,10 @@ _TARGETS_ORIGINAL_PAD = transformers.PreTrainedTokenizerBase.__dict__["pad"]
 
 @needs(CALL)
 def test_sentence_transformer_embeddings_are_bit_identical(sentences: list[str]) -> None:
-    sentence_transformers = pytest.importorskip("sentence_transformers")
+    try:
+        import sentence_transformers
+    except Exception as error:  # not installed, or not for this transformers release
+        pytest.skip(f"sentence_transformers: {error!r}")
     from fastpad._bench.workloads import make_texts
 
     model = sentence_transformers.SentenceTransformer(tokenizer_path(), device="cpu")

@@ -42,9 +42,12 @@ FALLBACK_REASONS: dict[str, str] = {
     "option": "an option value outside the tested ones (non-int max_length or "
     "pad_to_multiple_of, padding_side not 'left'/'right', return_attention_mask or verbose not a "
     "bool, label_pad_token_id or separator_id not an int, a collator's internals changed)",
-    "warning": "transformers warns here (padding=True with max_length and verbose=True)",
+    "warning": "transformers warns or logs advice here (padding=True with max_length and "
+    "verbose=True; on 4.x, the first pad of a ...Fast tokenizer, which logs its advice once)",
     "single_example": "one example, not a batch (transformers returns 1-D values)",
     "empty_batch": "no example at all",
+    "no_tokens": "every row empty, so the padded tensors have no cells: their dtype differs "
+    "between releases (float32 up to 4.46, int64 since), transformers converts them",
     "input_type": "inputs outside the allow-list: containers other than list/tuple of dict or "
     "BatchEncoding, non-str keys, rows that are not lists of exact ints or 1-D integer "
     "arrays/tensors, tuples, mappings of arrays (transformers converts them in place), "
@@ -123,14 +126,15 @@ class Transformers:
     """The transformers objects the wrappers use, captured at patch time."""
 
     version: str
+    family: int  # 4: PreTrainedTokenizerFast (tokenization_utils_fast); 5: TokenizersBackend
     BatchEncoding: Any
     TensorType: Any
     PaddingStrategy: Any
     base: Any  # PreTrainedTokenizerBase
-    backend: Any  # TokenizersBackend
+    backend: Any  # the Rust-backed tokenizer class: TokenizersBackend, PreTrainedTokenizerFast
     data_collator: Any  # the transformers.data.data_collator module
     token_classification: Any
-    flattening: Any
+    flattening: Any  # None before DataCollatorWithFlattening existed
 
 
 # Set by load_transformers (at patch time). The fast paths read it as `common.TF`: a wrapper is
@@ -150,24 +154,39 @@ def load_transformers() -> Transformers | None:
             "fastpad.patch_transformers needs transformers (pip install transformers)"
         ) from error
     try:
-        from transformers import tokenization_utils_base, tokenization_utils_tokenizers
+        from transformers import tokenization_utils_base
         from transformers.data import data_collator
 
+        backend, family = _backend()
         namespace = vars(tokenization_utils_base)  # the objects its code uses
         TF = Transformers(
             version=str(transformers.__version__),
+            family=family,
             BatchEncoding=namespace["BatchEncoding"],
             TensorType=namespace["TensorType"],
             PaddingStrategy=namespace["PaddingStrategy"],
             base=tokenization_utils_base.PreTrainedTokenizerBase,
-            backend=tokenization_utils_tokenizers.TokenizersBackend,
+            backend=backend,
             data_collator=data_collator,
             token_classification=data_collator.DataCollatorForTokenClassification,
-            flattening=data_collator.DataCollatorWithFlattening,
+            flattening=getattr(data_collator, "DataCollatorWithFlattening", None),
         )
     except (ImportError, AttributeError, KeyError):
         return None
     return TF
+
+
+def _backend() -> tuple[Any, int]:
+    """The Rust-backed tokenizer class and the layout family: 5.x's ``TokenizersBackend``
+    (``tokenization_utils_tokenizers``), else 4.x's ``PreTrainedTokenizerFast``
+    (``tokenization_utils_fast``)."""
+    try:
+        from transformers import tokenization_utils_tokenizers
+    except ImportError:
+        from transformers import tokenization_utils_fast
+
+        return tokenization_utils_fast.PreTrainedTokenizerFast, 4
+    return tokenization_utils_tokenizers.TokenizersBackend, 5
 
 
 def wrap_exact(

@@ -16,6 +16,7 @@ from .collators import wrap_flattening, wrap_token_classification
 from .common import (
     CALL,
     COUNTERS,
+    FLATTENING,
     ENTRY_POINTS,
     FALLBACK_REASONS,
     PAD,
@@ -25,7 +26,7 @@ from .common import (
     load_transformers,
 )
 from .fingerprints import unrecognised
-from .tokenizer_call import CALL_METHODS, wrap_call
+from .tokenizer_call import CALL_METHODS, call_methods, wrap_call
 from .tokenizer_pad import PAD_METHODS, wrap_pad
 
 __all__ = ["patch_transformers", "transformers_patched", "unpatch_transformers"]
@@ -38,6 +39,9 @@ class _Installed:
     original: Any  # the owner's own attribute before patching
     wrapper: Any
 
+
+# The releases validated, for the warnings (docs/transformers-support.md has the table).
+SUPPORTED = "4.40-4.57 and 5.0-5.24"
 
 _LOCK = threading.RLock()
 _INSTALLED: dict[str, list[_Installed]] = {}
@@ -77,8 +81,8 @@ def _install() -> dict[str, bool]:
         for entry in ENTRY_POINTS:
             _warn_once(
                 entry,
-                f"transformers {transformers.__version__} is not laid out as the versions "
-                "fastpad was tested with (5.24.0)",
+                f"transformers {transformers.__version__} is not laid out as the releases "
+                f"fastpad validated ({SUPPORTED})",
             )
         return dict.fromkeys(ENTRY_POINTS, False)
     status: dict[str, bool] = {}
@@ -86,12 +90,16 @@ def _install() -> dict[str, bool]:
         if entry in _INSTALLED:
             status[entry] = True
             continue
+        if entry == FLATTENING and tf.flattening is None:
+            _warn_once(entry, f"transformers {tf.version} has no DataCollatorWithFlattening")
+            status[entry] = False
+            continue
         unknown = unrecognised(entry, tf)
         if unknown:
             _warn_once(
                 entry,
-                f"transformers {tf.version}'s {', '.join(unknown)} differ from the versions "
-                "fastpad was tested with (5.24.0)",
+                f"transformers {tf.version}'s {', '.join(unknown)} differ from every release "
+                f"fastpad validated ({SUPPORTED}; see docs/transformers-support.md)",
             )
             status[entry] = False
             continue
@@ -100,12 +108,18 @@ def _install() -> dict[str, bool]:
             for name in ("_pad", "_get_padding_truncation_strategies"):
                 PAD_METHODS[name] = tf.base.__dict__[name]
         if entry == CALL and not CALL_METHODS:
-            for name in ("_encode_plus", "_convert_encoding"):
-                CALL_METHODS[name] = tf.backend.__dict__[name]
+            CALL_METHODS.update(call_methods(tf))
+        try:
+            wrapped = [
+                (owner, name, owner.__dict__[name], wrap(owner.__dict__[name]))
+                for owner, name, wrap in _targets(entry, tf)
+            ]
+        except Exception as error:  # a validated form has what the wrappers read
+            _warn_once(entry, f"transformers {tf.version}: {error}")
+            status[entry] = False
+            continue
         installed = []
-        for owner, name, wrap in _targets(entry, tf):
-            original = owner.__dict__[name]
-            wrapper = wrap(original)
+        for owner, name, original, wrapper in wrapped:
             setattr(owner, name, wrapper)
             installed.append(_Installed(owner, name, original, wrapper))
         _INSTALLED[entry] = installed
