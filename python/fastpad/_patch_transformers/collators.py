@@ -26,7 +26,21 @@ __all__ = ["wrap_flattening", "wrap_token_classification"]
 # --------------------------------------------------------------------------------------------
 
 
-def _token_classification_reason(collator: Any, features: Any, kind: str) -> str | None:
+# transformers' model inputs that tokenizer.pad pads (and so gives as int64 arrays).
+_PADDED_KEYS = ("attention_mask", "token_type_ids", "special_tokens_mask")
+
+
+def _pads_labels_itself(method: Any) -> bool:
+    """Whether ``numpy_call`` is the older form (4.x and 5.0-5.15): it pads the features with
+    their labels, returns a plain dict of ``np.array(value, dtype=np.int64)`` per key, and
+    stores the padded labels under "labels" whatever their key (a "label" key then fails)."""
+    code = getattr(method, "__code__", None)
+    return code is not None and "no_labels_features" not in code.co_varnames
+
+
+def _token_classification_reason(
+    collator: Any, features: Any, kind: str, older: bool
+) -> str | None:
     tf = common.TF
     assert tf is not None
     if type(features) not in (list, tuple):
@@ -40,6 +54,12 @@ def _token_classification_reason(collator: Any, features: Any, kind: str) -> str
         return "option"
     first = features[0]
     label_name = "label" if "label" in first else "labels"
+    if older and label_name in first:
+        main = collator.tokenizer.model_input_names[0]
+        if label_name != "labels" or any(
+            key not in (main, *_PADDED_KEYS, "labels") for key in first
+        ):
+            return "input_type"  # the older numpy_call raises, or casts other keys to int64
     if label_name in first:
         labels = [feature[label_name] for feature in features]
         if not (
@@ -50,7 +70,7 @@ def _token_classification_reason(collator: Any, features: Any, kind: str) -> str
     return None
 
 
-def _token_classification(collator: Any, features: Any, kind: str) -> Any:
+def _token_classification(collator: Any, features: Any, kind: str, older: bool) -> Any:
     """`torch_call` / `numpy_call` with the labels packed by the core (checked inputs)."""
     tf = common.TF
     assert tf is not None
@@ -92,26 +112,35 @@ def _token_classification(collator: Any, features: Any, kind: str) -> Any:
         options,
         allocate=allocator(kind),
     )
+    if older:
+        # The older numpy_call: the keys in the features' order (labels in place), then those
+        # pad added; each value np.array(..., dtype=np.int64), in a plain dict.
+        order = [*features[0], *(key for key in batch if key not in features[0])]
+        return {
+            key: padded[key] if key == label_name else np.array(batch[key], dtype=np.int64)
+            for key in order
+        }
     batch[label_name] = padded[label_name]
     return batch
 
 
 def _fast_token_classification(
-    collator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str
+    collator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], kind: str, older: bool
 ) -> Any:
     """The result of ``torch_call`` / ``numpy_call``, or the fallback reason (a str)."""
     bound = bind(args, kwargs, ("features",), {})
     if bound is None:
         return "arguments"
     features = bound["features"]
-    reason = _token_classification_reason(collator, features, kind)
+    reason = _token_classification_reason(collator, features, kind, older)
     if reason is not None:
         return reason
-    return _token_classification(collator, features, kind)
+    return _token_classification(collator, features, kind, older)
 
 
 def wrap_token_classification(original: Callable[..., Any], kind: str) -> Callable[..., Any]:
-    fast = functools.partial(_fast_token_classification, kind=kind)
+    older = kind == "np" and _pads_labels_itself(original)
+    fast = functools.partial(_fast_token_classification, kind=kind, older=older)
     return wrap_exact(original, TOKEN_CLASSIFICATION, fast)
 
 

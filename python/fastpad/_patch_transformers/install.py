@@ -16,9 +16,9 @@ from .collators import wrap_flattening, wrap_token_classification
 from .common import (
     CALL,
     COUNTERS,
-    FLATTENING,
     ENTRY_POINTS,
     FALLBACK_REASONS,
+    FLATTENING,
     PAD,
     TOKEN_CLASSIFICATION,
     PatchWarning,

@@ -229,6 +229,4 @@ def _fast_pad(
 
 def wrap_pad(original: Callable[..., Any]) -> Callable[..., Any]:
     names, defaults = signature(original)
-    return wrap_exact(
-        original, PAD, functools.partial(_fast_pad, names=names, defaults=defaults)
-    )
+    return wrap_exact(original, PAD, functools.partial(_fast_pad, names=names, defaults=defaults))
