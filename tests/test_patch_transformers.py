@@ -761,9 +761,17 @@ def test_data_collator_with_flattening(
             feature["labels"] = [token % 7 for token in feature["input_ids"]]
         elif rows == "empty_rows" and index % 3 == 0:
             feature["input_ids"] = []
+    form = patch_collators.flattening_form(transformers.DataCollatorWithFlattening.__call__)
+    if "position_ids_start" in options and not form.position_ids_start:
+        pytest.skip("this release's collator has no position_ids_start")
     collator = transformers.DataCollatorWithFlattening(**options)
     _, stats = both(collator, features)
-    assert _fast(stats, "DataCollatorWithFlattening") == 1
+    # Before 5.24 an empty example adds a label and no token; before 5.0 array rows are
+    # concatenated with `+`: the original runs there.
+    left = (rows == "empty_rows" and not form.drops_empty) or (
+        rows in ("tensors", "arrays") and not form.converts
+    )
+    assert _fast(stats, "DataCollatorWithFlattening") == int(not left)
 
 
 @needs(FLAT)

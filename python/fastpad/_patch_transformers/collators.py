@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +20,7 @@ from . import common
 from .common import FLATTENING, TOKEN_CLASSIFICATION, wrap_exact
 from .convert import allocator, bind, is_int_vector, vector_rows
 
-__all__ = ["wrap_flattening", "wrap_token_classification"]
+__all__ = ["FlatteningForm", "flattening_form", "wrap_flattening", "wrap_token_classification"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,23 +157,61 @@ _FLATTENING_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class FlatteningForm:
+    """What a release's ``DataCollatorWithFlattening.__call__`` does, read from its code object
+    (the fingerprints, then the matrix tool, validate the whole): whether it drops the examples
+    without tokens (5.24; before, an empty example adds a separator label and no token), reads
+    ``position_ids_start`` (5.15; before, positions start at 0) and converts arrays and tensors
+    with ``tolist()`` (5.0; before, it concatenates the rows with ``+``)."""
+
+    drops_empty: bool
+    position_ids_start: bool
+    converts: bool
+
+
+def _code_contents(code: Any) -> tuple[set[str], list[Any]]:
+    """The names and constants of a code object and of those nested in it (comprehensions)."""
+    names, constants = set(code.co_names), list(code.co_consts)
+    for constant in code.co_consts:
+        if inspect.iscode(constant):
+            inner_names, inner_constants = _code_contents(constant)
+            names |= inner_names
+            constants += inner_constants
+    return names, constants
+
+
+def flattening_form(method: Any) -> FlatteningForm:
+    names, constants = _code_contents(inspect.unwrap(method).__code__)
+    return FlatteningForm(
+        drops_empty=any(
+            isinstance(constant, str) and "every example is empty" in constant
+            for constant in constants
+        ),
+        position_ids_start="position_ids_start" in names,
+        converts="tolist" in names,
+    )
+
+
 _FLATTENING_NAMES = ("features", "return_tensors", "separator_id")
 _FLATTENING_DEFAULTS: dict[str, Any] = {"return_tensors": None, "separator_id": None}
 
 
-def _rows(column: list[Any]) -> Any:
+def _rows(column: list[Any], converts: bool) -> Any:
     """Lists of exact ints (transformers concatenates them with `+`), or 1-D integer
-    arrays/tensors (it calls `tolist()` on them), as `flatten` takes them; else None."""
+    arrays/tensors (where it calls `tolist()` on them), as `flatten` takes them; else None."""
     if _core.exact_int_lists(column):
         return column
-    if all(is_int_vector(row) for row in column):
+    if converts and all(is_int_vector(row) for row in column):
         field = vector_rows(column)
         if field is not None:
             return field.data
     return None
 
 
-def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id: Any) -> Any:
+def _flattening(
+    collator: Any, features: Any, return_tensors: Any, separator_id: Any, form: FlatteningForm
+) -> Any:
     """The collator's result, or the fallback reason (a str)."""
     tf = common.TF
     assert tf is not None
@@ -187,9 +227,10 @@ def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id:
         collator.return_flash_attn_kwargs,
         collator.return_seq_idx,
     )
+    start = collator.position_ids_start if form.position_ids_start else 0
     if (
         type(separator_id) is not int
-        or type(collator.position_ids_start) is not int
+        or type(start) is not int
         or any(flag is not True and flag is not False for flag in flags)
         or any(getattr(collator, name, None) != keys for name, keys in _FLATTENING_KEYS)
     ):
@@ -199,15 +240,20 @@ def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id:
     if any(type(feature) not in (dict, tf.BatchEncoding) for feature in features):
         return "input_type"
     ids = [feature["input_ids"] for feature in features]
-    if _rows(ids) is None:
+    if _rows(ids, form.converts) is None:
         return "input_type"
-    # transformers drops the examples without tokens first, labels and all.
+    # transformers drops the examples without tokens first, labels and all (5.24; before, an
+    # empty example adds a label and no token: left to the original).
     kept = [feature for feature, row in zip(features, ids, strict=True) if len(row) > 0]
     if not kept:
-        return "empty_batch"  # transformers raises its ValueError
-    columns: dict[str, Any] = {"input_ids": _rows([feature["input_ids"] for feature in kept])}
+        return "empty_batch"  # transformers raises its ValueError (or, before 5.24, pads none)
+    if len(kept) < len(features) and not form.drops_empty:
+        return "input_type"
+    columns: dict[str, Any] = {
+        "input_ids": _rows([feature["input_ids"] for feature in kept], form.converts)
+    }
     if "labels" in kept[0]:
-        columns["labels"] = _rows([feature["labels"] for feature in kept])
+        columns["labels"] = _rows([feature["labels"] for feature in kept], form.converts)
         if columns["labels"] is None:
             return "input_type"
     batch = flatten(
@@ -216,7 +262,7 @@ def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id:
         return_flash_attn_kwargs=collator.return_flash_attn_kwargs,
         return_seq_idx=collator.return_seq_idx,
         separator_id=separator_id,
-        position_ids_start=collator.position_ids_start,
+        position_ids_start=start,
         return_tensors="pt" if kind == "pt" else "np",
     )
     # A plain dict of arrays that own their memory, as transformers builds them.
@@ -232,13 +278,16 @@ def _flattening(collator: Any, features: Any, return_tensors: Any, separator_id:
     return result
 
 
-def _fast_flattening(collator: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _fast_flattening(
+    collator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], form: FlatteningForm
+) -> Any:
     """The result of the collator call, or the fallback reason (a str)."""
     bound = bind(args, kwargs, _FLATTENING_NAMES, _FLATTENING_DEFAULTS)
     if bound is None:
         return "arguments"
-    return _flattening(collator, **bound)
+    return _flattening(collator, **bound, form=form)
 
 
 def wrap_flattening(original: Callable[..., Any]) -> Callable[..., Any]:
-    return wrap_exact(original, FLATTENING, _fast_flattening)
+    fast = functools.partial(_fast_flattening, form=flattening_form(original))
+    return wrap_exact(original, FLATTENING, fast)

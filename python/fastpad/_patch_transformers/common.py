@@ -51,7 +51,10 @@ FALLBACK_REASONS: dict[str, str] = {
     "input_type": "inputs outside the allow-list: containers other than list/tuple of dict or "
     "BatchEncoding, non-str keys, rows that are not lists of exact ints or 1-D integer "
     "arrays/tensors, tuples, mappings of arrays (transformers converts them in place), "
-    "per-example values that are not Python numbers",
+    "per-example values that are not Python numbers; where a release's collator does "
+    "something else with them: a 'label' key in DataCollatorForTokenClassification's older "
+    "numpy_call (4.x, 5.0-5.15), empty examples or array rows in DataCollatorWithFlattening "
+    "before 5.24 / 5.0",
     "unpadded_field": "a field of rows transformers does not pad (it keeps them as they are) "
     "whose rows differ in length or are not lists of exact ints",
     "attention_mask_kept": "return_attention_mask=False with an attention_mask given "
