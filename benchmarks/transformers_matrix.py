@@ -41,6 +41,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,11 @@ LABELS = {"tokenizer.__call__": "tokenizer call"}
 # same in detail, in benchmarks/transformers_matrix.json): the first pattern found in the
 # failures' text gives the note.
 EXPLANATIONS: list[tuple[str, str, str]] = [
+    (
+        "DataCollatorWithFlattening",
+        "Using `DataCollatorWithFlattening` will flatten",
+        "the older collator (through default_data_collator, warns when built): not reproduced",
+    ),
     (
         "DataCollatorWithFlattening",
         "has no attribute 'DataCollatorWithFlattening'",
@@ -304,6 +310,9 @@ def _patched(results: dict[str, Any], forms: dict[str, list[dict[str, Any]]]) ->
 
 def _note(entry: str, result: dict[str, Any]) -> str:
     verdict = result["entries"][entry]
+    found = result["fingerprints"].get(entry, {})
+    if found and all(value == "absent" for value in found.values()):
+        return "not in this release"
     text = verdict["reason"]
     for name, pattern, note in EXPLANATIONS:
         if name == entry and re.search(pattern, text):
@@ -313,12 +322,15 @@ def _note(entry: str, result: dict[str, Any]) -> str:
     return text[:120]
 
 
-def _cell(entry: str, result: dict[str, Any], patched: bool) -> str:
+def _cell(entry: str, result: dict[str, Any], patched: bool, counts: bool = False) -> str:
+    verdict = result["entries"][entry]
+    tests = f" ({verdict['passed']} tests)" if counts and verdict.get("passed") else ""
     if patched:
-        return "patched, exact"
-    if result["entries"][entry]["exact"]:
-        return "exact, not patched (a form also seen where it differs)"
-    return "not patched: " + _note(entry, result)
+        return "patched, exact" + tests
+    if verdict["exact"]:
+        return "exact, not patched (a form also seen where it differs)" + tests
+    failed = f" ({verdict['failed']} of {verdict['failed'] + verdict['passed']} tests failed)"
+    return "not patched: " + _note(entry, result) + (failed if counts and verdict["failed"] else "")
 
 
 def _short(version: str) -> str:
@@ -336,8 +348,9 @@ def tables(results: dict[str, Any], forms: dict[str, list[dict[str, Any]]]) -> t
     for version in sorted(results, key=_key):
         result = results[version]
         cells = tuple(_cell(entry, result, patched[version][entry]) for entry in ENTRY_POINTS)
+        counted = [_cell(entry, result, patched[version][entry], True) for entry in ENTRY_POINTS]
         tokenizers = result["versions"].get("tokenizers") or "?"
-        full += f"| {version} | {tokenizers} | " + " | ".join(cells) + " |\n"
+        full += f"| {version} | {tokenizers} | " + " | ".join(counted) + " |\n"
         if groups and groups[-1][1] == cells and groups[-1][0][-1].split(".")[0] == version[0]:
             groups[-1][0].append(version)
         else:
@@ -355,8 +368,7 @@ def write_docs(results: dict[str, Any], forms: dict[str, list[dict[str, Any]]]) 
     full, compact = tables(results, forms)
     counts = {entry: len(forms[entry]) for entry in ENTRY_POINTS}
     seconds = [result["seconds"]["tests"] for result in results.values() if result.get("seconds")]
-    DOC.write_text(
-        "# transformers releases supported by `fastpad.patch_transformers()`\n\n"
+    intro = (
         "Written by `python benchmarks/transformers_matrix.py` (do not edit): every release "
         "below was installed into an environment of its own (with the tokenizers it resolves "
         "to) and `tests/test_patch_transformers.py` ran there with the fingerprint gate off, "
@@ -370,8 +382,15 @@ def write_docs(results: dict[str, Any], forms: dict[str, list[dict[str, Any]]]) 
         f"Releases: {len(results)}; distinct validated forms per entry point: "
         + ", ".join(f"{entry} {count}" for entry, count in counts.items())
         + (f"; test time per release {min(seconds):.0f}-{max(seconds):.0f} s" if seconds else "")
-        + ".\n\n"
-        "## By release line\n\n" + compact + "\n## Every release\n\n" + full
+        + "."
+    )
+    DOC.write_text(
+        "# transformers releases supported by `fastpad.patch_transformers()`\n\n"
+        + textwrap.fill(intro, 100, break_on_hyphens=False, break_long_words=False)
+        + "\n\n## By release line\n\n"
+        + compact
+        + "\n## Every release\n\n"
+        + full
     )
     return compact
 
@@ -452,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--envs", type=Path, default=ENVS, help="environments folder")
     parser.add_argument("--timeout", type=float, default=900, help="seconds per test run")
     args = parser.parse_args(argv)
-    versions = args.versions or RELEASES
+    versions = args.versions or sorted(RELEASES, key=_key, reverse=True)  # newest first
     args.envs.mkdir(parents=True, exist_ok=True)
     if args.check:
         return check(versions, args.envs, args.timeout)

@@ -29,6 +29,7 @@ from fastpad._patch_transformers import collators as patch_collators
 from fastpad._patch_transformers import common as patch_common
 from fastpad._patch_transformers import fingerprints as patch_fingerprints
 from fastpad._patch_transformers import install as patch_install
+from fastpad._patch_transformers import tokenizer_pad as patch_tokenizer_pad
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -37,6 +38,11 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from transformers import BatchEncoding  # noqa: E402
 from transformers.utils import PaddingStrategy, TensorType  # noqa: E402
+
+# 4.44 warns on loading a tokenizer that does not set clean_up_tokenization_spaces.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`clean_up_tokenization_spaces` was not set:FutureWarning"
+)
 
 PAD, CALL = "tokenizer.pad", "tokenizer.__call__"
 TOKENS, FLAT = "DataCollatorForTokenClassification", "DataCollatorWithFlattening"
@@ -437,7 +443,9 @@ def test_pad_real_tokenizer_output(
     _, stats = both(
         lambda inputs: tokenizer.pad(inputs, **options), _to_form(examples, form), (tokenizer,)
     )
-    assert _fast(stats, "tokenizer.pad") == int(PAD_SIDE or padding_side is None), stats
+    # 4.5x's to_py_obj marks tensor rows' storages not resizable: the original runs on them.
+    tensors = form != "tensor_rows" or not patch_tokenizer_pad._to_py_obj_takes_arrays()
+    assert _fast(stats, "tokenizer.pad") == int((PAD_SIDE or padding_side is None) and tensors)
 
 
 @needs(PAD)

@@ -183,13 +183,14 @@ def _backend() -> tuple[Any, int]:
     """The Rust-backed tokenizer class and the layout family: 5.x's ``TokenizersBackend``
     (``tokenization_utils_tokenizers``), else 4.x's ``PreTrainedTokenizerFast``
     (``tokenization_utils_fast``)."""
-    try:
-        from transformers import tokenization_utils_tokenizers
-    except ImportError:
-        from transformers import tokenization_utils_fast
+    import importlib
 
-        return tokenization_utils_fast.PreTrainedTokenizerFast, 4
-    return tokenization_utils_tokenizers.TokenizersBackend, 5
+    try:
+        module = importlib.import_module("transformers.tokenization_utils_tokenizers")
+    except ImportError:
+        module = importlib.import_module("transformers.tokenization_utils_fast")
+        return module.PreTrainedTokenizerFast, 4
+    return module.TokenizersBackend, 5
 
 
 def wrap_exact(

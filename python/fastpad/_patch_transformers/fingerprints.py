@@ -13,7 +13,15 @@ from typing import Any
 
 from .common import CALL, FLATTENING, PAD, TOKEN_CLASSIFICATION, Transformers
 
-__all__ = ["ABSENT", "current", "dependencies", "fingerprint", "unrecognised", "validated"]
+__all__ = [
+    "ABSENT",
+    "current",
+    "dependencies",
+    "fingerprint",
+    "unrecognised",
+    "validated",
+    "validated_releases",
+]
 
 
 def fingerprint(function: Any) -> str | None:
@@ -88,6 +96,9 @@ def dependencies(tf: Transformers) -> dict[str, dict[str, Any]]:
         mixin = namespace.get("SpecialTokensMixin")
         for name in ("pad_token", "pad_token_id", "pad_token_type_id"):
             pad[f"SpecialTokensMixin.{name}"] = getter(mixin, name)
+        pad["SpecialTokensMixin.__getattr__"] = (
+            None if mixin is None else vars(mixin).get("__getattr__")
+        )
         for name in ("_call_one", "batch_encode_plus"):
             call[f"PreTrainedTokenizerBase.{name}"] = member(base, name)
         call[f"{backend_name}._batch_encode_plus"] = member(backend, "_batch_encode_plus")
@@ -157,6 +168,27 @@ def validated() -> dict[str, list[dict[str, Any]]]:
         data = json.loads((Path(__file__).parent / "validated.json").read_text())
         _VALIDATED = {entry: list(forms) for entry, forms in data["entry_points"].items()}
     return _VALIDATED
+
+
+def validated_releases(entry: str | None = None) -> str:
+    """The releases with a validated form (of `entry`, or of any entry point), for messages:
+    "4.47.1, 5.0.0 .. 5.24.0" style, oldest and newest of each major line."""
+    forms = validated()
+    entries = [entry] if entry is not None else list(forms)
+    releases = {
+        release for name in entries for form in forms.get(name, []) for release in form["releases"]
+    }
+    if not releases:
+        return "none"
+
+    def key(version: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+    spans = []
+    for major in sorted({key(release)[:1] for release in releases}):
+        line = sorted((r for r in releases if key(r)[:1] == major), key=key)
+        spans.append(line[0] if len(line) == 1 else f"{line[0]} .. {line[-1]}")
+    return ", ".join(spans)
 
 
 def unrecognised(entry: str, tf: Transformers) -> list[str]:

@@ -25,7 +25,7 @@ from .common import (
     Transformers,
     load_transformers,
 )
-from .fingerprints import unrecognised
+from .fingerprints import unrecognised, validated_releases
 from .tokenizer_call import CALL_METHODS, call_methods, wrap_call
 from .tokenizer_pad import PAD_METHODS, wrap_pad
 
@@ -39,9 +39,6 @@ class _Installed:
     original: Any  # the owner's own attribute before patching
     wrapper: Any
 
-
-# The releases validated, for the warnings (docs/transformers-support.md has the table).
-SUPPORTED = "4.40-4.57 and 5.0-5.24"
 
 _LOCK = threading.RLock()
 _INSTALLED: dict[str, list[_Installed]] = {}
@@ -82,7 +79,7 @@ def _install() -> dict[str, bool]:
             _warn_once(
                 entry,
                 f"transformers {transformers.__version__} is not laid out as the releases "
-                f"fastpad validated ({SUPPORTED})",
+                f"fastpad validated ({validated_releases()})",
             )
         return dict.fromkeys(ENTRY_POINTS, False)
     status: dict[str, bool] = {}
@@ -99,7 +96,8 @@ def _install() -> dict[str, bool]:
             _warn_once(
                 entry,
                 f"transformers {tf.version}'s {', '.join(unknown)} differ from every release "
-                f"fastpad validated ({SUPPORTED}; see docs/transformers-support.md)",
+                f"fastpad validated for it ({validated_releases(entry)}; "
+                "docs/transformers-support.md)",
             )
             status[entry] = False
             continue

@@ -6,6 +6,8 @@ import functools
 from collections.abc import Callable, Sized
 from typing import Any
 
+import numpy as np
+
 from .. import _core
 from .._inputs import Field, Inputs
 from .._options import resolve_options
@@ -69,10 +71,10 @@ def signature(original: Callable[..., Any]) -> tuple[tuple[str, ...], dict[str, 
 
 def _has_pad_token(tokenizer: Any, family: int) -> bool:
     # Read without the `pad_token` attribute, which logs an error when the token is missing
-    # (the original then logs it once, not twice). 4.x keeps it in SpecialTokensMixin's
-    # `_pad_token`, 5.x in `_special_tokens_map`.
+    # (the original then logs it once, not twice). Older 4.x keep it in SpecialTokensMixin's
+    # `_pad_token`, later 4.x and 5.x in `_special_tokens_map`.
     own = getattr(tokenizer, "__dict__", {})
-    if family == 4:
+    if family == 4 and "_special_tokens_map" not in own:  # before 4.5x's __getattr__ layout
         return own.get("_pad_token") is not None
     tokens = own.get("_special_tokens_map")
     return isinstance(tokens, dict) and tokens.get("pad_token") is not None
@@ -84,6 +86,7 @@ def _fast_pad(
     kwargs: dict[str, Any],
     names: tuple[str, ...],
     defaults: dict[str, Any],
+    tensors_ok: bool,
 ) -> Any:
     """The result of ``tokenizer.pad(*args, **kwargs)``, or the fallback reason (a str)."""
     tf = common.TF
@@ -158,6 +161,14 @@ def _fast_pad(
         if mapping_input:
             return "input_type"  # transformers converts the caller's arrays in place
         arrays = True  # transformers converts every field with to_py_obj first
+        if not tensors_ok and any(
+            type(row) is not np.ndarray
+            for column in columns.values()
+            if type(column) in (list, tuple)
+            for row in column
+            if is_int_vector(row)
+        ):
+            return "input_type"  # that to_py_obj marks the caller's tensors (see wrap_pad)
     elif type(first) is int:
         return "single_example"
     else:
@@ -227,6 +238,20 @@ def _fast_pad(
     return tf.BatchEncoding(dict(batch))
 
 
+def _to_py_obj_takes_arrays() -> bool:
+    """Whether transformers' ``to_py_obj`` runs ``np.array`` over a list (4.5x): on a list of
+    equal-length tensors that calls ``Tensor.numpy()``, which marks the caller's storages not
+    resizable for good; tensor rows then run the original (the fast path cannot mark them)."""
+    from transformers import tokenization_utils_base
+
+    function = vars(tokenization_utils_base).get("to_py_obj")
+    code = getattr(function, "__code__", None)
+    return code is None or "array" in code.co_names
+
+
 def wrap_pad(original: Callable[..., Any]) -> Callable[..., Any]:
     names, defaults = signature(original)
-    return wrap_exact(original, PAD, functools.partial(_fast_pad, names=names, defaults=defaults))
+    fast = functools.partial(
+        _fast_pad, names=names, defaults=defaults, tensors_ok=not _to_py_obj_takes_arrays()
+    )
+    return wrap_exact(original, PAD, fast)
