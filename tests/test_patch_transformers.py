@@ -39,10 +39,14 @@ from hypothesis import strategies as st  # noqa: E402
 from transformers import BatchEncoding  # noqa: E402
 from transformers.utils import PaddingStrategy, TensorType  # noqa: E402
 
-# 4.44 warns on loading a tokenizer that does not set clean_up_tokenization_spaces.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:`clean_up_tokenization_spaces` was not set:FutureWarning"
-)
+# 4.44 warns on loading a tokenizer that does not set clean_up_tokenization_spaces, and
+# 4.44-4.51 on building a DataCollatorWithFlattening (the compared calls record every warning).
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`clean_up_tokenization_spaces` was not set:FutureWarning"),
+    pytest.mark.filterwarnings(
+        "ignore:Using `DataCollatorWithFlattening` will flatten:UserWarning"
+    ),
+]
 
 PAD, CALL = "tokenizer.pad", "tokenizer.__call__"
 TOKENS, FLAT = "DataCollatorForTokenClassification", "DataCollatorWithFlattening"
@@ -751,6 +755,7 @@ def test_data_collator_for_token_classification(
         {"return_seq_idx": True, "return_position_ids": False},
         {"return_flash_attn_kwargs": True, "return_seq_idx": True, "position_ids_start": 2},
         {"separator_id": -1, "return_tensors": "np", "return_flash_attn_kwargs": True},
+        {"return_position_ids": False, "return_tensors": "np"},
     ],
     ids=repr,
 )
@@ -769,9 +774,16 @@ def test_data_collator_with_flattening(
             feature["labels"] = [token % 7 for token in feature["input_ids"]]
         elif rows == "empty_rows" and index % 3 == 0:
             feature["input_ids"] = []
-    form = patch_collators.flattening_form(transformers.DataCollatorWithFlattening.__call__)
+    form = _flattening_form()
     if "position_ids_start" in options and not form.position_ids_start:
         pytest.skip("this release's collator has no position_ids_start")
+    if form.through_default_collator and options.keys() & {
+        "return_flash_attn_kwargs",
+        "return_seq_idx",
+    }:
+        pytest.skip("this release's collator has no flash-attention kwargs or seq_idx")
+    if "separator_id" in options and not form.separator:
+        pytest.skip("this release's collator has no separator_id")
     collator = transformers.DataCollatorWithFlattening(**options)
     _, stats = both(collator, features)
     # Before 5.24 an empty example adds a label and no token; before 5.0 array rows are
@@ -782,13 +794,20 @@ def test_data_collator_with_flattening(
     assert _fast(stats, "DataCollatorWithFlattening") == int(not left)
 
 
+def _flattening_form() -> Any:
+    return patch_collators.flattening_form(transformers.DataCollatorWithFlattening.__call__)
+
+
 @needs(FLAT)
 def test_flattening_call_arguments(tokenizer: Any, sentences: list[str]) -> None:
     features = _features(tokenizer, sentences, 6)
     collator = transformers.DataCollatorWithFlattening()
+    separator = _flattening_form().separator  # else the original raises TypeError (4.44-4.45)
     _, stats = both(lambda batch: collator(batch, "np", -7), features)
-    assert _fast(stats, "DataCollatorWithFlattening") == 1
+    assert _fast(stats, "DataCollatorWithFlattening") == int(separator)
     _, stats = both(lambda batch: collator(batch, return_tensors="pt", separator_id=3), features)
+    assert _fast(stats, "DataCollatorWithFlattening") == int(separator)
+    _, stats = both(lambda batch: collator(batch, "np"), features)
     assert _fast(stats, "DataCollatorWithFlattening") == 1
 
 
@@ -898,7 +917,11 @@ def _fallback_cases(tokenizer: Any, sentences: list[str]) -> list[tuple[str, str
         (
             flat,
             "option",
-            lambda f: transformers.DataCollatorWithFlattening(separator_id=-1.0)(f),
+            lambda f: (
+                transformers.DataCollatorWithFlattening(separator_id=-1.0)(f)
+                if _flattening_form().separator
+                else transformers.DataCollatorWithFlattening(return_position_ids=1)(f)
+            ),
             features,
         ),
         (pad, "warning", lambda f: tokenizer.pad(f, max_length=10, return_tensors="pt"), features),

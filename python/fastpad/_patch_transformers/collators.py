@@ -157,17 +157,28 @@ _FLATTENING_KEYS = (
 )
 
 
+_FLATTENING_NAMES = ("features", "return_tensors", "separator_id")
+_FLATTENING_DEFAULTS: dict[str, Any] = {"return_tensors": None, "separator_id": None}
+
+
 @dataclass(frozen=True)
 class FlatteningForm:
     """What a release's ``DataCollatorWithFlattening.__call__`` does, read from its code object
     (the fingerprints, then the matrix tool, validate the whole): whether it drops the examples
     without tokens (5.24; before, an empty example adds a separator label and no token), reads
-    ``position_ids_start`` (5.15; before, positions start at 0) and converts arrays and tensors
-    with ``tolist()`` (5.0; before, it concatenates the rows with ``+``)."""
+    ``position_ids_start`` (5.15; before, positions start at 0), converts arrays and tensors
+    with ``tolist()`` (5.0; before, it concatenates the rows with ``+``) and builds its tensors
+    itself (4.52; before, through ``default_data_collator``, without flash-attention kwargs)."""
 
     drops_empty: bool
     position_ids_start: bool
     converts: bool
+    # 4.44-4.51: no flash-attention kwargs or seq_idx; the lists go through
+    # default_data_collator([batch]) (torch.tensor / np.array of each, in a plain dict).
+    through_default_collator: bool
+    # 4.44-4.45: no separator_id (-100, not a parameter of the call).
+    separator: bool
+    names: tuple[str, ...]  # the call's parameters after self
 
 
 def _code_contents(code: Any) -> tuple[set[str], list[Any]]:
@@ -182,7 +193,11 @@ def _code_contents(code: Any) -> tuple[set[str], list[Any]]:
 
 
 def flattening_form(method: Any) -> FlatteningForm:
-    names, constants = _code_contents(inspect.unwrap(method).__code__)
+    method = inspect.unwrap(method)
+    names, constants = _code_contents(method.__code__)
+    parameters = tuple(inspect.signature(method).parameters)[1:]
+    if parameters[:1] != ("features",) or not set(parameters) <= set(_FLATTENING_NAMES):
+        raise TypeError(f"DataCollatorWithFlattening.__call__{parameters}: not a validated form")
     return FlatteningForm(
         drops_empty=any(
             isinstance(constant, str) and "every example is empty" in constant
@@ -190,11 +205,10 @@ def flattening_form(method: Any) -> FlatteningForm:
         ),
         position_ids_start="position_ids_start" in names,
         converts="tolist" in names,
+        through_default_collator="default_data_collator" in names,
+        separator="separator_id" in parameters,
+        names=parameters,
     )
-
-
-_FLATTENING_NAMES = ("features", "return_tensors", "separator_id")
-_FLATTENING_DEFAULTS: dict[str, Any] = {"return_tensors": None, "separator_id": None}
 
 
 def _rows(column: list[Any], converts: bool) -> Any:
@@ -218,21 +232,24 @@ def _flattening(
     if return_tensors is None:
         return_tensors = collator.return_tensors
     if separator_id is None:
-        separator_id = collator.separator_id
+        separator_id = collator.separator_id if form.separator else -100
     kind = return_tensors if type(return_tensors) is str else None
     if kind not in ("pt", "np"):
         return "return_tensors"
-    flags = (
-        collator.return_position_ids,
-        collator.return_flash_attn_kwargs,
-        collator.return_seq_idx,
-    )
+    if form.through_default_collator:
+        flash, seq_idx = False, False
+    else:
+        flash, seq_idx = collator.return_flash_attn_kwargs, collator.return_seq_idx
+    flags = (collator.return_position_ids, flash, seq_idx)
     start = collator.position_ids_start if form.position_ids_start else 0
     if (
         type(separator_id) is not int
         or type(start) is not int
         or any(flag is not True and flag is not False for flag in flags)
-        or any(getattr(collator, name, None) != keys for name, keys in _FLATTENING_KEYS)
+        or (
+            not form.through_default_collator
+            and any(getattr(collator, name, None) != keys for name, keys in _FLATTENING_KEYS)
+        )
     ):
         return "option"
     if type(features) not in (list, tuple):
@@ -259,8 +276,8 @@ def _flattening(
     batch = flatten(
         columns,
         return_position_ids=collator.return_position_ids,
-        return_flash_attn_kwargs=collator.return_flash_attn_kwargs,
-        return_seq_idx=collator.return_seq_idx,
+        return_flash_attn_kwargs=flash,
+        return_seq_idx=seq_idx,
         separator_id=separator_id,
         position_ids_start=start,
         return_tensors="pt" if kind == "pt" else "np",
@@ -282,9 +299,11 @@ def _fast_flattening(
     collator: Any, args: tuple[Any, ...], kwargs: dict[str, Any], form: FlatteningForm
 ) -> Any:
     """The result of the collator call, or the fallback reason (a str)."""
-    bound = bind(args, kwargs, _FLATTENING_NAMES, _FLATTENING_DEFAULTS)
+    defaults = {name: _FLATTENING_DEFAULTS[name] for name in form.names[1:]}
+    bound = bind(args, kwargs, form.names, defaults)
     if bound is None:
         return "arguments"
+    bound.setdefault("separator_id", None)
     return _flattening(collator, **bound, form=form)
 
 

@@ -124,8 +124,20 @@ def dependencies(tf: Transformers) -> dict[str, dict[str, Any]]:
         FLATTENING: {
             "DataCollatorWithFlattening.__init__": member(tf.flattening, "__init__"),
             "DataCollatorWithFlattening.__call__": member(tf.flattening, "__call__"),
+            # What the older collator (4.44-4.51) builds its tensors with.
+            **{
+                name: member(tf.data_collator, name)
+                for name in _default_collators(member(tf.flattening, "__call__"))
+            },
         },
     }
+
+
+def _default_collators(call: Any) -> tuple[str, ...]:
+    names = getattr(getattr(call, "__code__", None), "co_names", ())
+    if "default_data_collator" not in names:
+        return ()
+    return ("default_data_collator", "torch_default_data_collator", "numpy_default_data_collator")
 
 
 # What `current` records for a function this transformers does not have.
