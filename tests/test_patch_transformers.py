@@ -447,7 +447,8 @@ def test_pad_real_tokenizer_output(
     _, stats = both(
         lambda inputs: tokenizer.pad(inputs, **options), _to_form(examples, form), (tokenizer,)
     )
-    # 4.5x's to_py_obj marks tensor rows' storages not resizable: the original runs on them.
+    # The to_py_obj of 4.51-4.57 and 5.0 marks tensor rows' storages not resizable: the
+    # original runs on them.
     tensors = form != "tensor_rows" or not patch_tokenizer_pad._to_py_obj_takes_arrays()
     assert _fast(stats, "tokenizer.pad") == int((PAD_SIDE or padding_side is None) and tensors)
 
@@ -802,7 +803,7 @@ def _flattening_form() -> Any:
 def test_flattening_call_arguments(tokenizer: Any, sentences: list[str]) -> None:
     features = _features(tokenizer, sentences, 6)
     collator = transformers.DataCollatorWithFlattening()
-    separator = _flattening_form().separator  # else the original raises TypeError (4.44-4.45)
+    separator = _flattening_form().separator  # else the original raises TypeError (4.44)
     _, stats = both(lambda batch: collator(batch, "np", -7), features)
     assert _fast(stats, "DataCollatorWithFlattening") == int(separator)
     _, stats = both(lambda batch: collator(batch, return_tensors="pt", separator_id=3), features)

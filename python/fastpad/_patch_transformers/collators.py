@@ -176,7 +176,7 @@ class FlatteningForm:
     # 4.44-4.51: no flash-attention kwargs or seq_idx; the lists go through
     # default_data_collator([batch]) (torch.tensor / np.array of each, in a plain dict).
     through_default_collator: bool
-    # 4.44-4.45: no separator_id (-100, not a parameter of the call).
+    # 4.44: no separator_id (-100, not a parameter of the call).
     separator: bool
     names: tuple[str, ...]  # the call's parameters after self
 

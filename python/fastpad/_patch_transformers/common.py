@@ -47,7 +47,7 @@ FALLBACK_REASONS: dict[str, str] = {
     "single_example": "one example, not a batch (transformers returns 1-D values)",
     "empty_batch": "no example at all",
     "no_tokens": "every row empty, so the padded tensors have no cells: their dtype differs "
-    "between releases (float32 up to 4.46, int64 since), transformers converts them",
+    "between releases (float32 / float64 up to 4.56, int64 from 4.57), transformers converts them",
     "input_type": "inputs outside the allow-list: containers other than list/tuple of dict or "
     "BatchEncoding, non-str keys, rows that are not lists of exact ints or 1-D integer "
     "arrays/tensors, tuples, mappings of arrays (transformers converts them in place), "

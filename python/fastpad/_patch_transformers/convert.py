@@ -120,7 +120,7 @@ def rectangle(rows: Any, kind: str) -> Any | None:
     except ValueError:
         return None
     if width == 0:
-        return None  # no cells: the dtype transformers gives varies by release (float32 < 4.47)
+        return None  # no cells: transformers' dtype varies by release (float32 before 4.57)
     result, view = allocator(kind)(len(rows), width, "int64")
     _core.pack(specs, [view], [0], lengths, None, width, -1, False, False, 1)
     return result

@@ -74,7 +74,7 @@ def _has_pad_token(tokenizer: Any, family: int) -> bool:
     # (the original then logs it once, not twice). Older 4.x keep it in SpecialTokensMixin's
     # `_pad_token`, later 4.x and 5.x in `_special_tokens_map`.
     own = getattr(tokenizer, "__dict__", {})
-    if family == 4 and "_special_tokens_map" not in own:  # before 4.5x's __getattr__ layout
+    if family == 4 and "_special_tokens_map" not in own:  # 4.x before its __getattr__ layout
         return own.get("_pad_token") is not None
     tokens = own.get("_special_tokens_map")
     return isinstance(tokens, dict) and tokens.get("pad_token") is not None
@@ -239,9 +239,9 @@ def _fast_pad(
 
 
 def _to_py_obj_takes_arrays() -> bool:
-    """Whether transformers' ``to_py_obj`` runs ``np.array`` over a list (4.5x): on a list of
-    equal-length tensors that calls ``Tensor.numpy()``, which marks the caller's storages not
-    resizable for good; tensor rows then run the original (the fast path cannot mark them)."""
+    """Whether transformers' ``to_py_obj`` runs ``np.array`` over a list (4.51-4.57, 5.0): on a
+    list of equal-length tensors that calls ``Tensor.numpy()``, which marks the caller's storages
+    not resizable for good; tensor rows then run the original (the fast path cannot mark them)."""
     from transformers import tokenization_utils_base
 
     function = vars(tokenization_utils_base).get("to_py_obj")
