@@ -265,7 +265,11 @@ def validated_forms(results: dict[str, Any]) -> tuple[dict[str, list[dict[str, A
         bad: dict[str, list[str]] = {}
         for version in sorted(results, key=_key):
             found = results[version]["fingerprints"].get(entry)
-            if not found or any(value is None for value in found.values()):
+            if (
+                not found
+                or any(value is None for value in found.values())
+                or entry not in results[version]["entries"]  # recorded before it existed
+            ):
                 continue
             key = json.dumps(found, sort_keys=True)
             if results[version]["entries"][entry]["exact"]:
@@ -301,15 +305,19 @@ def _patched(results: dict[str, Any], forms: dict[str, list[dict[str, Any]]]) ->
     for version, result in results.items():
         patched[version] = {
             entry: any(
-                form["fingerprints"] == result["fingerprints"].get(entry) for form in forms[entry]
+                form["fingerprints"] == result["fingerprints"].get(entry)
+                for form in forms.get(entry, [])
             )
             for entry in ENTRY_POINTS
         }
     return patched
 
 
+_UNMEASURED = {"exact": False, "passed": 0, "failed": 0, "failures": [], "reason": "not measured"}
+
+
 def _note(entry: str, result: dict[str, Any]) -> str:
-    verdict = result["entries"][entry]
+    verdict = result["entries"].get(entry, _UNMEASURED)
     found = result["fingerprints"].get(entry, {})
     if found and all(value == "absent" for value in found.values()):
         return "not in this release"
@@ -323,7 +331,7 @@ def _note(entry: str, result: dict[str, Any]) -> str:
 
 
 def _cell(entry: str, result: dict[str, Any], patched: bool, counts: bool = False) -> str:
-    verdict = result["entries"][entry]
+    verdict = result["entries"].get(entry, _UNMEASURED)
     tests = f" ({verdict['passed']} tests)" if counts and verdict.get("passed") else ""
     if patched:
         return "patched, exact" + tests
