@@ -20,9 +20,10 @@ Exact or not at all: every wrapper first checks the call against an allow-list o
 input types and tokenizer classes known to give the same result (type, keys and their order,
 dtypes, shapes, values) as transformers. Anything else runs the original method unchanged, and so
 does a call whose fast path raises: never a different result, never a new exception. Each entry
-point is patched only when the transformers functions it reproduces are ones fastpad recognises
-(their source, docstrings aside, equals that of a tested release); otherwise it warns once and
-leaves that entry point alone.
+point is patched only when the transformers functions it reproduces are, together, a form fastpad
+validated (their sources, docstrings aside, equal those of a release on which
+benchmarks/transformers_matrix.py found the fast path exact: `validated.json`, 4.40-5.24);
+otherwise it warns once and leaves that entry point alone.
 
 The package, one module per job:
 
@@ -30,8 +31,9 @@ The package, one module per job:
   `wrap_exact`, the exact-or-original wrapper of ``tokenizer.pad`` and the collators (the
   tokenizer call has its own in `tokenizer_call`: it runs the original call first);
 - `convert`: checks and conversions the fast paths share;
-- `fingerprints`: which transformers functions each entry point reproduces, and the
-  fingerprints of the tested release;
+- `fingerprints`: which transformers functions each entry point reproduces (per layout family:
+  4.x, 5.x), their fingerprints, and the check against the validated forms (`validated.json`,
+  data written by benchmarks/transformers_matrix.py);
 - `tokenizer_pad`, `tokenizer_call`, `collators`, `seq2seq`: the fast paths;
 - `install`: patching and unpatching, the public callables.
 """

@@ -46,15 +46,21 @@ FALLBACK_REASONS: dict[str, str] = {
     "bool, label_pad_token_id or separator_id not an int, a collator's internals changed, "
     "a collator's padding other than True/False/'longest'/'max_length'/'do_not_pad' or "
     "pad_to_multiple_of under 1, a form of DataCollatorForSeq2Seq.__call__ not reproduced)",
-    "warning": "transformers warns here (padding=True with max_length and verbose=True)",
+    "warning": "transformers warns or logs advice here (padding=True with max_length and "
+    "verbose=True; on 4.x, the first pad of a ...Fast tokenizer, which logs its advice once)",
     "single_example": "one example, not a batch (transformers returns 1-D values)",
     "empty_batch": "no example at all",
+    "no_tokens": "every row empty, so the padded tensors have no cells: their dtype differs "
+    "between releases (float32 / float64 up to 4.56, int64 from 4.57), transformers converts them",
     "input_type": "inputs outside the allow-list: containers other than list/tuple of dict or "
     "BatchEncoding, non-str keys, rows that are not lists of exact ints or 1-D integer "
     "arrays/tensors, tuples, mappings of arrays (transformers converts them in place), "
-    "per-example values that are not Python numbers; DataCollatorForSeq2Seq labels given as "
-    "arrays or tensors with return_tensors='pt' (torch warns once per process there) or on "
-    "4.41, or under both 'label' and 'labels'",
+    "per-example values that are not Python numbers; where a release's collator does "
+    "something else with them: a 'label' key in DataCollatorForTokenClassification's older "
+    "numpy_call (4.x, 5.0-5.15), empty examples or array rows in DataCollatorWithFlattening "
+    "before 5.24 / 5.0; DataCollatorForSeq2Seq labels given as arrays or tensors with "
+    "return_tensors='pt' (torch warns once per process there) or on 4.41, or under both "
+    "'label' and 'labels'",
     "unpadded_field": "a field of rows transformers does not pad (it keeps them as they are) "
     "whose rows differ in length or are not lists of exact ints",
     "attention_mask_kept": "return_attention_mask=False with an attention_mask given "
@@ -132,14 +138,15 @@ class Transformers:
     """The transformers objects the wrappers use, captured at patch time."""
 
     version: str
+    family: int  # 4: PreTrainedTokenizerFast (tokenization_utils_fast); 5: TokenizersBackend
     BatchEncoding: Any
     TensorType: Any
     PaddingStrategy: Any
     base: Any  # PreTrainedTokenizerBase
-    backend: Any  # TokenizersBackend
+    backend: Any  # the Rust-backed tokenizer class: TokenizersBackend, PreTrainedTokenizerFast
     data_collator: Any  # the transformers.data.data_collator module
     token_classification: Any
-    flattening: Any
+    flattening: Any  # None before DataCollatorWithFlattening existed
     seq2seq: Any  # DataCollatorForSeq2Seq
 
 
@@ -160,25 +167,41 @@ def load_transformers() -> Transformers | None:
             "fastpad.patch_transformers needs transformers (pip install transformers)"
         ) from error
     try:
-        from transformers import tokenization_utils_base, tokenization_utils_tokenizers
+        from transformers import tokenization_utils_base
         from transformers.data import data_collator
 
+        backend, family = _backend()
         namespace = vars(tokenization_utils_base)  # the objects its code uses
         TF = Transformers(
             version=str(transformers.__version__),
+            family=family,
             BatchEncoding=namespace["BatchEncoding"],
             TensorType=namespace["TensorType"],
             PaddingStrategy=namespace["PaddingStrategy"],
             base=tokenization_utils_base.PreTrainedTokenizerBase,
-            backend=tokenization_utils_tokenizers.TokenizersBackend,
+            backend=backend,
             data_collator=data_collator,
             token_classification=data_collator.DataCollatorForTokenClassification,
-            flattening=data_collator.DataCollatorWithFlattening,
+            flattening=getattr(data_collator, "DataCollatorWithFlattening", None),
             seq2seq=data_collator.DataCollatorForSeq2Seq,
         )
     except (ImportError, AttributeError, KeyError):
         return None
     return TF
+
+
+def _backend() -> tuple[Any, int]:
+    """The Rust-backed tokenizer class and the layout family: 5.x's ``TokenizersBackend``
+    (``tokenization_utils_tokenizers``), else 4.x's ``PreTrainedTokenizerFast``
+    (``tokenization_utils_fast``)."""
+    import importlib
+
+    try:
+        module = importlib.import_module("transformers.tokenization_utils_tokenizers")
+    except ImportError:
+        module = importlib.import_module("transformers.tokenization_utils_fast")
+        return module.PreTrainedTokenizerFast, 4
+    return module.TokenizersBackend, 5
 
 
 def wrap_exact(

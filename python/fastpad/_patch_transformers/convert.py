@@ -109,8 +109,8 @@ def vector_rows(column: Any) -> Field | None:
 
 
 def rectangle(rows: Any, kind: str) -> Any | None:
-    """``torch.tensor(rows)`` / ``np.asarray(rows)`` for a list of equal-length lists of exact
-    ints (int64 [B, L]), written by the core; None for anything else."""
+    """``torch.tensor(rows)`` / ``np.asarray(rows)`` for a list of equal-length, non-empty lists
+    of exact ints (int64 [B, L]), written by the core; None for anything else."""
     if type(rows) is not list or not rows or not _core.exact_int_lists(rows):
         return None
     specs = [("rows", 0, rows)]
@@ -119,6 +119,8 @@ def rectangle(rows: Any, kind: str) -> Any | None:
         lengths, width = _core.measure(specs, 2, -1, False, 0)
     except ValueError:
         return None
+    if width == 0:
+        return None  # no cells: transformers' dtype varies by release (float32 before 4.57)
     result, view = allocator(kind)(len(rows), width, "int64")
     _core.pack(specs, [view], [0], lengths, None, width, -1, False, False, 1)
     return result

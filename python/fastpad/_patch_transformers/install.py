@@ -18,6 +18,7 @@ from .common import (
     COUNTERS,
     ENTRY_POINTS,
     FALLBACK_REASONS,
+    FLATTENING,
     PAD,
     SEQ2SEQ,
     TOKEN_CLASSIFICATION,
@@ -25,9 +26,9 @@ from .common import (
     Transformers,
     load_transformers,
 )
-from .fingerprints import unrecognised
+from .fingerprints import unrecognised, validated_releases
 from .seq2seq import wrap_seq2seq
-from .tokenizer_call import CALL_METHODS, wrap_call
+from .tokenizer_call import CALL_METHODS, call_methods, wrap_call
 from .tokenizer_pad import PAD_METHODS, wrap_pad
 
 __all__ = ["patch_transformers", "transformers_patched", "unpatch_transformers"]
@@ -81,8 +82,8 @@ def _install() -> dict[str, bool]:
         for entry in ENTRY_POINTS:
             _warn_once(
                 entry,
-                f"transformers {transformers.__version__} is not laid out as the versions "
-                "fastpad was tested with (5.24.0)",
+                f"transformers {transformers.__version__} is not laid out as the releases "
+                f"fastpad validated ({validated_releases()})",
             )
         return dict.fromkeys(ENTRY_POINTS, False)
     status: dict[str, bool] = {}
@@ -90,12 +91,17 @@ def _install() -> dict[str, bool]:
         if entry in _INSTALLED:
             status[entry] = True
             continue
+        if entry == FLATTENING and tf.flattening is None:
+            _warn_once(entry, f"transformers {tf.version} has no DataCollatorWithFlattening")
+            status[entry] = False
+            continue
         unknown = unrecognised(entry, tf)
         if unknown:
             _warn_once(
                 entry,
-                f"transformers {tf.version}'s {', '.join(unknown)} differ from the versions "
-                "fastpad was tested with (5.24.0)",
+                f"transformers {tf.version}'s {', '.join(unknown)} differ from every release "
+                f"fastpad validated for it ({validated_releases(entry)}; "
+                "docs/transformers-support.md)",
             )
             status[entry] = False
             continue
@@ -104,12 +110,18 @@ def _install() -> dict[str, bool]:
             for name in ("_pad", "_get_padding_truncation_strategies"):
                 PAD_METHODS[name] = tf.base.__dict__[name]
         if entry == CALL and not CALL_METHODS:
-            for name in ("_encode_plus", "_convert_encoding"):
-                CALL_METHODS[name] = tf.backend.__dict__[name]
+            CALL_METHODS.update(call_methods(tf))
+        try:
+            wrapped = [
+                (owner, name, owner.__dict__[name], wrap(owner.__dict__[name]))
+                for owner, name, wrap in _targets(entry, tf)
+            ]
+        except Exception as error:  # a validated form has what the wrappers read
+            _warn_once(entry, f"transformers {tf.version}: {error}")
+            status[entry] = False
+            continue
         installed = []
-        for owner, name, wrap in _targets(entry, tf):
-            original = owner.__dict__[name]
-            wrapper = wrap(original)
+        for owner, name, original, wrapper in wrapped:
             setattr(owner, name, wrapper)
             installed.append(_Installed(owner, name, original, wrapper))
         _INSTALLED[entry] = installed

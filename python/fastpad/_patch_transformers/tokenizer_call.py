@@ -10,7 +10,7 @@ from . import common
 from .common import CALL, COUNTERS
 from .convert import rectangle, tensor_kind, unchanged
 
-__all__ = ["CALL_METHODS", "wrap_call"]
+__all__ = ["CALL_METHODS", "call_methods", "wrap_call"]
 
 # Keywords of PreTrainedTokenizerBase.__call__ (and split_special_tokens, which it takes from
 # **kwargs): the fast path hands them to the original call unchanged. Any other keyword falls
@@ -42,8 +42,19 @@ _CALL_KEYWORDS = frozenset(
     }
 )
 # The methods a tokenizer must not override for the fast path to run, as transformers defines
-# them; filled by `install` when it patches.
+# them; filled by `install` when it patches (`call_methods`).
 CALL_METHODS: dict[str, Any] = {}
+
+
+def call_methods(tf: common.Transformers) -> dict[str, Any]:
+    """The methods between the call and its final BatchEncoding, by layout family: an override
+    of any of them could read return_tensors, which the fast path hands over as None."""
+    if tf.family == 4:
+        names = {"_call_one": tf.base, "batch_encode_plus": tf.base}
+        names.update(dict.fromkeys(("_batch_encode_plus", "_convert_encoding"), tf.backend))
+    else:
+        names = dict.fromkeys(("_encode_plus", "_convert_encoding"), tf.backend)
+    return {name: owner.__dict__[name] for name, owner in names.items()}
 
 
 def _call_reason(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str | None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sized
 from typing import Any
+
+import numpy as np
 
 from .. import _core
 from .._inputs import Field, Inputs
@@ -32,8 +35,9 @@ _PADDINGS = ("longest", "max_length")
 # The methods a tokenizer must not override for the fast path to run, as transformers defines
 # them; filled by `install` when it patches (a recognised transformers has them).
 PAD_METHODS: dict[str, Any] = {}
-_PAD_NAMES = (
-    "encoded_inputs",
+# The names pad binds besides encoded_inputs (4.40-4.44 have no padding_side): read from the
+# original's signature at patch time, defaults included.
+_PAD_OPTIONS = (
     "padding",
     "max_length",
     "pad_to_multiple_of",
@@ -42,31 +46,61 @@ _PAD_NAMES = (
     "return_tensors",
     "verbose",
 )
-_PAD_DEFAULTS: dict[str, Any] = {
-    "padding": True,
-    "max_length": None,
-    "pad_to_multiple_of": None,
-    "padding_side": None,
-    "return_attention_mask": None,
-    "return_tensors": None,
-    "verbose": True,
-}
+# transformers 4.x logs this advice on the first pad of a tokenizer whose class name ends in
+# "Fast" (then sets the flag); the fast path leaves that call to the original.
+_ADVICE = "Asking-to-pad-a-fast-tokenizer"
 
 
-def _has_pad_token(tokenizer: Any) -> bool:
+def signature(original: Callable[..., Any]) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """pad's parameter names after self, and their defaults, as the original declares them."""
+    import inspect
+
+    parameters = list(inspect.signature(original).parameters.values())[1:]
+    if any(parameter.kind is not parameter.POSITIONAL_OR_KEYWORD for parameter in parameters):
+        raise TypeError("pad takes *args or **kwargs here")  # not a validated form
+    names = tuple(parameter.name for parameter in parameters)
+    if names[0] != "encoded_inputs" or not set(names[1:]) <= set(_PAD_OPTIONS):
+        raise TypeError(f"pad's parameters {names} are not the validated ones")
+    defaults = {
+        parameter.name: parameter.default
+        for parameter in parameters
+        if parameter.default is not parameter.empty
+    }
+    return names, defaults
+
+
+def _has_pad_token(tokenizer: Any, family: int) -> bool:
     # Read without the `pad_token` attribute, which logs an error when the token is missing
-    # (the original then logs it once, not twice).
-    tokens = getattr(tokenizer, "__dict__", {}).get("_special_tokens_map")
+    # (the original then logs it once, not twice). Older 4.x keep it in SpecialTokensMixin's
+    # `_pad_token`, later 4.x and 5.x in `_special_tokens_map`.
+    own = getattr(tokenizer, "__dict__", {})
+    if family == 4 and "_special_tokens_map" not in own:  # 4.x before its __getattr__ layout
+        return own.get("_pad_token") is not None
+    tokens = own.get("_special_tokens_map")
     return isinstance(tokens, dict) and tokens.get("pad_token") is not None
 
 
-def _fast_pad(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _fast_pad(
+    tokenizer: Any,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    names: tuple[str, ...],
+    defaults: dict[str, Any],
+    tensors_ok: bool,
+) -> Any:
     """The result of ``tokenizer.pad(*args, **kwargs)``, or the fallback reason (a str)."""
     tf = common.TF
     assert tf is not None
-    bound = bind(args, kwargs, _PAD_NAMES, _PAD_DEFAULTS)
+    bound = bind(args, kwargs, names, defaults)
     if bound is None:
         return "arguments"
+    if (
+        tf.family == 4
+        and tokenizer.__class__.__name__.endswith("Fast")
+        and not tokenizer.deprecation_warnings.get(_ADVICE, False)
+    ):
+        return "warning"
+    bound.setdefault("padding_side", None)
     kind = tensor_kind(bound["return_tensors"])
     if kind is None:
         return "return_tensors"
@@ -93,7 +127,7 @@ def _fast_pad(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         return "warning"
     if not unchanged(tokenizer, PAD_METHODS):
         return "overridden"
-    if not _has_pad_token(tokenizer):
+    if not _has_pad_token(tokenizer, tf.family):
         return "no_pad_token"
 
     encoded = bound["encoded_inputs"]
@@ -127,6 +161,14 @@ def _fast_pad(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         if mapping_input:
             return "input_type"  # transformers converts the caller's arrays in place
         arrays = True  # transformers converts every field with to_py_obj first
+        if not tensors_ok and any(
+            type(row) is not np.ndarray
+            for column in columns.values()
+            if type(column) in (list, tuple)
+            for row in column
+            if is_int_vector(row)
+        ):
+            return "input_type"  # that to_py_obj marks the caller's tensors (see wrap_pad)
     elif type(first) is int:
         return "single_example"
     else:
@@ -186,6 +228,8 @@ def _fast_pad(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         fields=list(fields),
     )
     batch = pad_inputs(Inputs(fields=fields, rows=rows), options, allocate=allocator(kind))
+    if batch[main].shape[1] == 0:
+        return "no_tokens"
     if unpadded:
         # Input order, then the attention mask pad_inputs created (as transformers orders them).
         merged = {key: unpadded[key] if key in unpadded else batch[key] for key in columns}
@@ -194,5 +238,20 @@ def _fast_pad(tokenizer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     return tf.BatchEncoding(dict(batch))
 
 
+def _to_py_obj_takes_arrays() -> bool:
+    """Whether transformers' ``to_py_obj`` runs ``np.array`` over a list (4.51-4.57, 5.0): on a
+    list of equal-length tensors that calls ``Tensor.numpy()``, which marks the caller's storages
+    not resizable for good; tensor rows then run the original (the fast path cannot mark them)."""
+    from transformers import tokenization_utils_base
+
+    function = vars(tokenization_utils_base).get("to_py_obj")
+    code = getattr(function, "__code__", None)
+    return code is None or "array" in code.co_names
+
+
 def wrap_pad(original: Callable[..., Any]) -> Callable[..., Any]:
-    return wrap_exact(original, PAD, _fast_pad)
+    names, defaults = signature(original)
+    fast = functools.partial(
+        _fast_pad, names=names, defaults=defaults, tensors_ok=not _to_py_obj_takes_arrays()
+    )
+    return wrap_exact(original, PAD, fast)
