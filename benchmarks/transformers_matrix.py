@@ -8,7 +8,8 @@ For each transformers release asked for (by default the last patch release of ev
    site-packages (torch, numpy, fastpad, pytest, hypothesis) through a ``.pth`` file, and into
    which pip installs only that transformers and the tokenizers / huggingface_hub / ... it pins
    (what shadows the base's copies: pip leaves those alone, being outside the environment);
-2. runs tests/test_patch_transformers.py there with the fingerprint gate off
+2. runs tests/test_patch_transformers.py and tests/test_patch_seq2seq.py there with the
+   fingerprint gate off
    (benchmarks/transformers_matrix_plugin.py): every entry point fastpad can wrap is patched,
    and every call is compared with the unpatched call on deep copies of its inputs (result
    types, keys, dtypes, shapes, values, warnings, logs, exceptions), collators included: their
@@ -55,7 +56,7 @@ VALIDATED = REPO / "python" / "fastpad" / "_patch_transformers" / "validated.jso
 DOC = REPO / "docs" / "transformers-support.md"
 README = REPO / "README.md"
 GUIDE = REPO / "docs" / "guide-transformers.md"
-TESTS = "tests/test_patch_transformers.py"
+TESTS = ("tests/test_patch_transformers.py", "tests/test_patch_seq2seq.py")
 
 # The last patch release of every minor line: 4.40 .. 4.57 (the 4.x line ends there), 5.0 .. 5.24.
 RELEASES = [
@@ -94,6 +95,12 @@ EXPLANATIONS: list[tuple[str, str, str]] = [
         "DataCollatorWithFlattening",
         "return_flash_attn_kwargs|return_seq_idx|position_ids_start",
         "an older collator (no return_flash_attn_kwargs / return_seq_idx / position_ids_start)",
+    ),
+    (
+        "DataCollatorForSeq2Seq",
+        "^no test ran",
+        "another algorithm (labels padded in the caller's features, converted by tokenizer.pad, "
+        "whose patch covers it): left to the original",
     ),
 ]
 
@@ -161,7 +168,7 @@ def build_env(version: str, envs: Path) -> Path:
 
 
 def run_tests(env: Path, gate: str, timeout: float) -> dict[str, Any]:
-    """tests/test_patch_transformers.py in `env`; the plugin's JSON, plus the run's time."""
+    """The patch tests (`TESTS`) in `env`; the plugin's JSON, plus the run's time."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch, "results.json")
         environ = {
@@ -181,7 +188,7 @@ def run_tests(env: Path, gate: str, timeout: float) -> dict[str, Any]:
                     str(env / "bin" / "python"),
                     "-m",
                     "pytest",
-                    TESTS,
+                    *TESTS,
                     "-q",
                     "-p",
                     "no:cacheprovider",
@@ -380,7 +387,8 @@ def write_docs(results: dict[str, Any], forms: dict[str, list[dict[str, Any]]]) 
     intro = (
         "Written by `python benchmarks/transformers_matrix.py` (do not edit): every release "
         "below was installed into an environment of its own (with the tokenizers it resolves "
-        "to) and `tests/test_patch_transformers.py` ran there with the fingerprint gate off, "
+        "to) and `tests/test_patch_transformers.py` and `tests/test_patch_seq2seq.py` ran there "
+        "with the fingerprint gate off, "
         "each call compared with transformers' unpatched call on deep copies of its inputs "
         "(result types, keys, dtypes, shapes, values, warnings, logs, exceptions; the "
         "collators against transformers' own collators). An entry point is *exact* on a "

@@ -32,28 +32,12 @@ from .._pad import pad_inputs
 from .common import COUNTERS, SEQ2SEQ
 from .convert import allocator, bind, is_int_vector
 
-__all__ = ["CALL_FORMS", "SEQ2SEQ_FINGERPRINTS", "wrap_seq2seq"]
+__all__ = ["CALL_FORMS", "wrap_seq2seq"]
 
-# ============================================================================================
-# Validated per-release fingerprints (`fingerprints.fingerprint`) of the functions the fast path
-# reproduces, from the last patch release of every minor 4.40 .. 4.57 and 5.0 .. 5.24, for the
-# lead to fold into the per-entry-point fingerprint sets. Only 5.24.0's are in
-# `fingerprints.KNOWN_FINGERPRINTS` on this branch.
-# ============================================================================================
-SEQ2SEQ_FINGERPRINTS: dict[str, dict[str, str]] = {
-    "DataCollatorForSeq2Seq.__call__": {
-        # 4.40: labels padded in the caller's features, in place, then converted by
-        # tokenizer.pad: another algorithm, not reproduced (absent from CALL_FORMS).
-        "dec625f998f76c34": "4.40",
-        "31aacf29861837b1": "4.41",
-        "8614eb8c1f976fd9": "4.42 .. 4.54",
-        "ec46ae46b600ca53": "4.55 .. 4.57",
-        "b1e79b89c50f186f": "5.0 .. 5.24",
-    },
-    "pad_without_fast_tokenizer_warning": {"0d0569be47bc353e": "4.40 .. 5.24"},
-}
-
-# The forms of ``DataCollatorForSeq2Seq.__call__`` the fast path reproduces, by fingerprint:
+# The forms of ``DataCollatorForSeq2Seq.__call__`` the fast path reproduces, by fingerprint
+# (which releases have them, and whether patch_transformers patches there: validated.json,
+# written by benchmarks/transformers_matrix.py; 4.40's form pads the caller's features in
+# place and lets tokenizer.pad convert them, another algorithm, left to the original):
 # whether it reproduces labels given as arrays or tensors. 4.41 pads arrays with a Python list,
 # which turns an unpadded int64 row into float64 before the int64 cast (values past 2**53
 # change): only list labels take the fast path there. 4.42 .. 5.24 differ from each other only
