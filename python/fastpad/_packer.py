@@ -17,18 +17,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from . import _core, _ring
+from . import _ring
 from ._batch import Batch
 from ._inputs import Inputs, normalize_inputs
 from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, resolve_options
-from ._pad import (
-    _PARALLEL_CELLS,
-    _SAFE_CELLS,
-    _missing_pad_value,
-    _stack_scalars,
-    default_threads,
-    pad_inputs,
-)
+from ._pad import _stack_scalars, measure_fields, pack_into, pad_inputs
 from ._ragged_transfer import ITEMSIZES, RaggedPlan, expand_outputs, pack_flat, plan_ragged
 from ._ring import Layout, Part, PinnedRing, Slot, aligned, slot_layout
 
@@ -331,45 +324,15 @@ class Packer:
     # -- padded path: one pass over the fields, the layout, one pack, one copy, the views ------
 
     def _padded(self, inputs: Inputs, options: PadOptions, threads: int | None) -> Batch:
-        specs: list[tuple[Any, ...]] = []
-        keys: list[str] = []
-        scalar_keys: list[str] = []
-        parallel = False
         fields = inputs.fields
-        for key, field in fields.items():
-            kind = field.kind
-            if kind == "rows":
-                specs.append((key, 0, field.data))
-            elif kind == "ragged":
-                specs.append((key, 1, field.data.values, field.data.offsets))
-                parallel = True
-            else:
-                scalar_keys.append(key)
-                continue
-            keys.append(key)
-        # Checked as `pad_inputs` checks them, in its order: the same exceptions.
-        if not specs:
-            raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
-        pad_values = options.pad_values
-        for key in keys:
-            if key not in pad_values:
-                raise _missing_pad_value(key)
-        if threads is not None and (
-            isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
-        ):
-            raise ValueError(f"fastpad.pad: threads must be a positive int, got {threads!r}")
+        specs, keys, scalar_keys, ragged, lengths, width = measure_fields(inputs, options, threads)
         scalars = None
         if scalar_keys:
             scalars = {
                 key: _stack_scalars(key, fields[key].data, options, inputs) for key in scalar_keys
             }
-        lengths, width = _core.measure(
-            specs, options.padding, options.max_length, options.truncate, options.multiple_of
-        )
         rows = len(lengths)
         cells = rows * width
-        if cells >= _SAFE_CELLS:
-            _core.checked_cells(rows, width, 8)
         dtype_names = [
             options.mask_dtype if key == "attention_mask" else options.dtype for key in keys
         ]
@@ -394,20 +357,7 @@ class Packer:
             for name, offset in zip(dtype_names, offsets, strict=True)
         ]
         mask_view = views.pop() if create_mask else None
-        if threads is None:
-            threads = default_threads() if parallel and cells >= _PARALLEL_CELLS else 1
-        _core.pack(
-            specs,
-            views,
-            [pad_values[key] for key in keys],
-            lengths,
-            mask_view,
-            width,
-            options.max_length if options.truncate else -1,
-            options.pad_left,
-            options.truncate_left,
-            threads,
-        )
+        pack_into(specs, keys, views, mask_view, lengths, width, options, threads, ragged)
         for key, part in staged.items():
             part.host_view(slot.host).copy_(scalars[key])  # type: ignore[index]
 

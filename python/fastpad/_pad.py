@@ -329,23 +329,18 @@ def _pad_list_rows(rows: list[Any], plan: tuple[Any, ...], threads: int) -> Batc
     return batch
 
 
-def pad_inputs(
-    inputs: Inputs,
-    options: PadOptions,
-    *,
-    threads: int | None = None,
-    allocate: Allocator | None = None,
-) -> Batch:
-    """Pad already-normalized inputs (the engine behind `pad`, reused by `Packer`).
-
-    `allocate(rows, width, dtype_name)` returns ``(result, writable C-contiguous numpy view of
-    the same memory)``; by default fresh tensors (pinned per `options`) or numpy arrays.
-    """
+def measure_fields(
+    inputs: Inputs, options: PadOptions, threads: int | None
+) -> tuple[list[tuple[Any, ...]], list[str], list[str], bool, Any, int]:
+    """The one pass over the fields that every padded output starts with (`pad_inputs`, the
+    `Packer`): ``(specs, keys, scalar_keys, ragged, lengths, width)``, checked in this order
+    (no rows, a missing pad value, a bad `threads`, then the core's measure and cell count), so
+    that both report the same exception for the same input."""
     # Written for per-call overhead (a server padding small batches): one pass over the fields.
     specs: list[tuple[Any, ...]] = []
     keys: list[str] = []
+    scalar_keys: list[str] = []
     ragged = False
-    only_rows = True  # no per-example scalars and no attention_mask among the inputs
     for key, field in inputs.fields.items():
         kind = field.kind
         if kind == "rows":
@@ -354,11 +349,9 @@ def pad_inputs(
             specs.append((key, 1, field.data.values, field.data.offsets))
             ragged = True
         else:
-            only_rows = False
+            scalar_keys.append(key)
             continue
         keys.append(key)
-        if key == "attention_mask":
-            only_rows = False
     if not specs:
         raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
     pad_values = options.pad_values
@@ -372,9 +365,55 @@ def pad_inputs(
     lengths, width = _core.measure(
         specs, options.padding, options.max_length, options.truncate, options.multiple_of
     )
+    if len(lengths) * width >= _SAFE_CELLS:
+        _core.checked_cells(len(lengths), width, 8)
+    return specs, keys, scalar_keys, ragged, lengths, width
+
+
+def pack_into(
+    specs: list[tuple[Any, ...]],
+    keys: list[str],
+    views: list[Any],
+    mask_view: Any,
+    lengths: Any,
+    width: int,
+    options: PadOptions,
+    threads: int | None,
+    ragged: bool,
+) -> None:
+    """Pack the measured fields into `views` (and the created mask into `mask_view`) with the
+    core; threads by default only for a large batch with Ragged fields."""
+    if threads is None:
+        threads = default_threads() if ragged and len(lengths) * width >= _PARALLEL_CELLS else 1
+    _core.pack(
+        specs,
+        views,
+        [options.pad_values[key] for key in keys],
+        lengths,
+        mask_view,
+        width,
+        options.max_length if options.truncate else -1,
+        options.pad_left,
+        options.truncate_left,
+        threads,
+    )
+
+
+def pad_inputs(
+    inputs: Inputs,
+    options: PadOptions,
+    *,
+    threads: int | None = None,
+    allocate: Allocator | None = None,
+) -> Batch:
+    """Pad already-normalized inputs (the engine behind `pad`, reused by `Packer`).
+
+    `allocate(rows, width, dtype_name)` returns ``(result, writable C-contiguous numpy view of
+    the same memory)``; by default fresh tensors (pinned per `options`) or numpy arrays.
+    """
+    specs, keys, scalar_keys, ragged, lengths, width = measure_fields(inputs, options, threads)
+    only_rows = not scalar_keys and "attention_mask" not in inputs.fields
     rows = len(lengths)
-    if rows * width >= _SAFE_CELLS:
-        _core.checked_cells(rows, width, 8)
     # Small unpinned tensors: numpy allocates and torch wraps, inline (~0.9 us a tensor against
     # ~2.3 us for torch.empty plus Tensor.numpy(): most of a small batch's time). Larger ones
     # come from the output cache (_alloc_pt), else (cache off) np.empty below _SMALL_CELLS and
@@ -411,20 +450,7 @@ def pad_inputs(
             mask_result = from_numpy(mask_view)
         else:
             mask_result, mask_view = alloc(rows, width, options.mask_dtype)
-    if threads is None:
-        threads = default_threads() if ragged and rows * width >= _PARALLEL_CELLS else 1
-    _core.pack(
-        specs,
-        views,
-        [pad_values[key] for key in keys],
-        lengths,
-        mask_view,
-        width,
-        options.max_length if options.truncate else -1,
-        options.pad_left,
-        options.truncate_left,
-        threads,
-    )
+    pack_into(specs, keys, views, mask_view, lengths, width, options, threads, ragged)
     if only_rows:
         batch = Batch()
         for index, key in enumerate(keys):
