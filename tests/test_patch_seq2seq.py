@@ -18,16 +18,16 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import logging
 import os
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from conftest import tokenizer_path
+from patch_compare import observe
 
 import fastpad
 from fastpad._patch_transformers import common as patch_common
@@ -150,36 +150,6 @@ def _describe(value: Any) -> Any:
     return (type(value), value)
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.messages: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append((record.levelname, record.getMessage()))
-
-
-def _observe(call: Callable[[], Any], tokenizer: Any) -> dict[str, Any]:
-    tokenizer.deprecation_warnings.clear()  # its once-only warnings fire in both runs
-    handler = _Records()
-    logger = logging.getLogger("transformers")
-    logger.addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                outcome: tuple[Any, ...] = ("value", call())
-            except Exception as error:
-                outcome = ("error", type(error), str(error))
-    finally:
-        logger.removeHandler(handler)
-    return {
-        "outcome": outcome,
-        "warnings": [(item.category, str(item.message)) for item in caught],
-        "logs": handler.messages,
-    }
-
-
 def assert_identical(got: Any, expected: Any, where: str = "result") -> None:
     """Same type, and recursively the same keys (in order), dtypes, shapes, strides, values."""
     assert type(got) is type(expected), (where, type(got), type(expected))
@@ -217,10 +187,10 @@ def both(collator: Any, features: Any, *args: Any, **kwargs: Any) -> tuple[Any, 
     theirs = dataclasses.replace(collator, model=copy.deepcopy(collator.model))
     mine = dataclasses.replace(collator, model=copy.deepcopy(collator.model))
     their_features, my_features = copy.deepcopy(features), copy.deepcopy(features)
-    expected = _observe(lambda: theirs(their_features, *args, **kwargs), collator.tokenizer)
+    expected = observe(lambda: theirs(their_features, *args, **kwargs), [collator.tokenizer])
     patch_common.COUNTERS.reset()
     with patched():
-        got = _observe(lambda: mine(my_features, *args, **kwargs), collator.tokenizer)
+        got = observe(lambda: mine(my_features, *args, **kwargs), [collator.tokenizer])
     stats = patch_common.COUNTERS.snapshot()
     assert got["warnings"] == expected["warnings"]
     assert got["logs"] == expected["logs"]

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import tokenizer_path
+from patch_compare import Records, observe
 
 import fastpad
 from fastpad import _patch_transformers as patch_module
@@ -120,41 +121,9 @@ def _unpatched() -> Iterator[None]:
 # --------------------------------------------------------------------------------------------
 
 
-class _Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(level=logging.DEBUG)
-        self.messages: list[tuple[str, str]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append((record.levelname, record.getMessage()))
-
-
 # transformers 4.x logs this advice on the first pad of each ...Fast tokenizer; the fast path
 # leaves that first call to the original (test_pad_advice_of_4x), the comparisons start after.
 ADVICE = "Asking-to-pad-a-fast-tokenizer"
-
-
-def _observe(call: Callable[[], Any], tokenizers: list[Any]) -> dict[str, Any]:
-    for tokenizer in tokenizers:  # once-only warnings of the tokenizer fire in both runs
-        tokenizer.deprecation_warnings.clear()
-        tokenizer.deprecation_warnings[ADVICE] = True
-    handler = _Records()
-    logger = logging.getLogger("transformers")
-    logger.addHandler(handler)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                outcome: tuple[Any, ...] = ("value", call())
-            except Exception as error:
-                outcome = ("error", type(error), str(error))
-    finally:
-        logger.removeHandler(handler)
-    return {
-        "outcome": outcome,
-        "warnings": [(item.category, str(item.message)) for item in caught],
-        "logs": handler.messages,
-    }
 
 
 def both(
@@ -167,10 +136,10 @@ def both(
     original_inputs = copy.deepcopy(inputs)
     patched_inputs = copy.deepcopy(inputs)
     assert not any(fastpad.patch_transformers.is_patched().values())
-    expected = _observe(lambda: call(original_inputs), list(tokenizers))
+    expected = observe(lambda: call(original_inputs), tokenizers, [ADVICE])
     fastpad.patch_transformers.reset_stats()
     with fastpad.transformers_patched():
-        got = _observe(lambda: call(patched_inputs), list(tokenizers))
+        got = observe(lambda: call(patched_inputs), tokenizers, [ADVICE])
     stats = fastpad.patch_transformers.stats()
     assert got["warnings"] == expected["warnings"]
     assert got["logs"] == expected["logs"]
@@ -460,7 +429,7 @@ def test_pad_advice_of_4x(tokenizer: Any, sentences: list[str]) -> None:
     logs = []
     for patched in (False, True):
         tokenizer.deprecation_warnings.clear()
-        handler = _Records()
+        handler = Records()
         logger = logging.getLogger("transformers")
         logger.addHandler(handler)
         context: Any = fastpad.transformers_patched() if patched else contextlib.nullcontext()
