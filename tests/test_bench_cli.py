@@ -40,6 +40,8 @@ def test_bench_writes_png_and_json(tmp_path: Path) -> None:
         "short,30:64:16",
         "--budget",
         "0.01",
+        "--e2e-texts",
+        "6",
         "--no-progress",
     )
     assert result.returncode == 0, result.stderr
@@ -66,6 +68,25 @@ def test_bench_writes_png_and_json(tmp_path: Path) -> None:
         assert "skipped" in result.stdout + result.stderr
     else:
         assert "tokenizer-pad" in paths and "collator" in paths
+        end_to_end = report["end_to_end"]
+        assert end_to_end["texts"] == 6 and end_to_end["max_abs_diff"] <= 1e-5
+        assert "**End to end**" in result.stdout
+
+
+def test_quick_covers_every_path_and_section() -> None:
+    from fastpad.__main__ import _parser
+    from fastpad._bench import e2e
+    from fastpad._bench.run import BenchConfig
+    from fastpad._bench.workloads import QUICK_BATCH_SIZES, WORKLOADS, make_batch
+
+    arguments = _parser().parse_args(["bench", "--quick"])
+    assert arguments.paths is None and arguments.workloads == "short,sentences,documents"
+    # No path is skipped as too slow at --quick's largest batch, in any workload.
+    largest = max(QUICK_BATCH_SIZES)
+    limit = BenchConfig(workloads=[], batch_sizes=[]).slow_max_cells
+    for workload in WORKLOADS.values():
+        assert largest * make_batch(workload, largest).width <= limit
+    assert e2e.QUICK[0] > 0  # the end-to-end section runs too, on a slice
 
 
 def test_bench_paths_option_and_no_plot(tmp_path: Path) -> None:
@@ -91,7 +112,12 @@ def test_bench_paths_option_and_no_plot(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "arguments",
-    [["--workloads", "nonsense"], ["--paths", "no-such-path"], ["--batch-sizes", "0"]],
+    [
+        ["--workloads", "nonsense"],
+        ["--paths", "no-such-path"],
+        ["--batch-sizes", "0"],
+        ["--e2e-texts", "-1"],
+    ],
 )
 def test_bench_rejects_bad_options(tmp_path: Path, arguments: list[str]) -> None:
     result = _run(tmp_path, *arguments)

@@ -64,11 +64,13 @@ def test_section_measures_reports_and_plots(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from fastpad._bench.plot import _patch
+
     figure, axis = plt.subplots()
-    assert patch.add_to_plot(axis, report)
+    assert _patch(axis, report)
     labels = [label.get_text() for label in axis.get_yticklabels()]
     assert labels[: len(expected)] == expected
-    assert "encode: host prep" in labels and "train: host prep" in labels
+    assert "encode: host prep / batch" in labels and "train: host prep / batch" in labels
     figure.savefig(tmp_path / "panel.png")
     plt.close(figure)
 

@@ -42,12 +42,17 @@ def _parser() -> argparse.ArgumentParser:
             "Pad the same ragged batches with fastpad and with what people use today "
             "(fastpad.reference, tokenizer.pad, DataCollatorWithPadding, pad_sequence, numpy, a "
             "copy floor), check every output equal, then print medians and ratios and write "
-            "bench.png and bench.json into --out. No downloads: the batches are generated, the "
-            "tokenizer is the bundled all-MiniLM-L6-v2 when installed."
+            "bench.png and bench.json into --out. Then, with transformers and the bundled "
+            "all-MiniLM-L6-v2: the transformers patch end to end, and the model on mixed-length "
+            "texts in count batches against fastpad.token_batches (texts/s, padded cells, "
+            "embeddings compared). No downloads: the batches and texts are generated, the "
+            "tokenizer and model are the bundled all-MiniLM-L6-v2 when installed."
         ),
     )
     bench.add_argument(
-        "--quick", action="store_true", help="small budget and B <= 1024 (under a minute)"
+        "--quick",
+        action="store_true",
+        help="every path and section, with a small budget, B <= 256 and small end-to-end workloads",
     )
     bench.add_argument(
         "--out",
@@ -59,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         type=_sizes,
         default=None,
         metavar="B,B,...",
-        help="batch sizes (default 1,8,32,256,1024,4096; --quick: up to 1024)",
+        help="batch sizes (default 1,8,32,256,1024,4096; --quick: 1,8,32,256)",
     )
     bench.add_argument(
         "--workloads",
@@ -83,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     bench.add_argument(
         "--budget", type=float, default=None, help="seconds per batch size and workload"
+    )
+    bench.add_argument(
+        "--e2e-texts",
+        type=int,
+        default=None,
+        metavar="N",
+        help="texts of the end-to-end section (all-MiniLM-L6-v2 on mixed queries and passages, "
+        "count batches vs fastpad.token_batches; default 512 in 3 repeats, --quick: 32 in 1; "
+        "0 skips it)",
     )
     bench.add_argument("--seed", type=int, default=0, help="seed of the generated batches")
     bench.add_argument("--no-memory", action="store_true", help="skip peak-memory measurement")
@@ -161,6 +175,9 @@ def bench(arguments: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"fastpad bench: {error}", file=sys.stderr)
         return 2
+    if arguments.e2e_texts is not None and arguments.e2e_texts < 0:
+        print("fastpad bench: --e2e-texts must be >= 0", file=sys.stderr)
+        return 2
     if arguments.threads < 1:
         print("fastpad bench: --threads must be >= 1", file=sys.stderr)
         return 2
@@ -184,6 +201,7 @@ def bench(arguments: argparse.Namespace) -> int:
         min_rounds=3 if quick else 5,
         encode_batch_sizes=[256] if quick else [32, 256],
         quick=quick,
+        e2e_texts=arguments.e2e_texts,
         seed=arguments.seed,
     )
     try:

@@ -16,12 +16,18 @@ import numpy as np
 from .._cache import clear_cache
 
 __all__ = [
+    "NOISY_IQR",
     "faults_per_call",
     "format_seconds",
     "peak_memory",
     "quartiles",
     "time_interleaved",
 ]
+
+# Timings are noisy when their interquartile range exceeds this share of their median: the bench
+# re-measures such a cell once, its table marks what stays noisy with "~" and its figure draws
+# it hollow.
+NOISY_IQR = 0.3
 
 
 def _inner_loops(function: Callable[[], Any], sample_seconds: float) -> tuple[int, float]:

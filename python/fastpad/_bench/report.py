@@ -8,18 +8,29 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from . import patch
-from .measure import format_seconds
+from . import e2e, patch
+from .measure import NOISY_IQR, format_seconds
 from .paths import RATIOS
 from .workloads import Workload
 
-__all__ = ["index_results", "table_lines", "write_json"]
+__all__ = ["index_results", "noisy", "table_lines", "write_json"]
 
 
 def index_results(report: dict[str, Any]) -> dict[tuple[str, int, str], dict[str, Any]]:
     return {
         (item["workload"], item["batch_size"], item["path"]): item for item in report["results"]
     }
+
+
+def noisy(item: dict[str, Any]) -> bool:
+    """Whether a result's interquartile range exceeds `NOISY_IQR` of its median."""
+    if "q1_s" not in item or "q3_s" not in item:
+        return False
+    return bool(item["q3_s"] - item["q1_s"] > NOISY_IQR * item["median_s"])
+
+
+def _time_cell(item: dict[str, Any]) -> str:
+    return ("~" if noisy(item) else "") + format_seconds(item["median_s"])
 
 
 def table_lines(report: dict[str, Any]) -> Iterator[str]:
@@ -34,13 +45,16 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
         spec = described.get(workload, {})
         yield ""
         description = Workload(**spec).describe() if spec else ""
-        yield f"**{workload}** ({description}); median time per batch"
+        yield (
+            f"**{workload}** ({description}); median time per batch (~: noisy, IQR above "
+            f"{100 * NOISY_IQR:.0f}% of the median after one re-measurement)"
+        )
         yield ""
         yield "| B | " + " | ".join(labels[path] for path in paths) + " |"
         yield "|---:|" + "---:|" * len(paths)
         for size in sizes:
             cells = [
-                format_seconds(index[(workload, size, path)]["median_s"])
+                _time_cell(index[(workload, size, path)])
                 if (workload, size, path) in index
                 else "-"
                 for path in paths
@@ -150,6 +164,7 @@ def table_lines(report: dict[str, Any]) -> Iterator[str]:
                 f"{item['ratio_to_unpadded']:.2f}x |"
             )
     yield from patch.table_lines(report)
+    yield from e2e.table_lines(report)
 
 
 def write_json(report: dict[str, Any], filename: str) -> None:

@@ -55,7 +55,7 @@ WORKLOADS: dict[str, Workload] = {
 }
 
 BATCH_SIZES = (1, 8, 32, 256, 1024, 4096)
-QUICK_BATCH_SIZES = (1, 8, 32, 256, 1024)
+QUICK_BATCH_SIZES = (1, 8, 32, 256)
 
 
 def parse_workload(text: str) -> Workload:
