@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from ._batch import Batch
 from ._inputs import normalize_inputs
-from ._options import resolve_options
+from ._options import PAD_KEYWORDS, resolve_options
 from ._pad import pad
 from ._plan import plan_batches
 from ._ragged import Ragged
@@ -25,22 +25,6 @@ from ._ragged import Ragged
 __all__ = ["TokenBatches", "token_batches"]
 
 _OWNER = "fastpad.token_batches"
-
-# fastpad.pad options that a Packer takes as defaults (return_tensors and pin_memory are its own).
-_PACKER_OPTIONS = (
-    "padding",
-    "max_length",
-    "truncation",
-    "pad_to_multiple_of",
-    "padding_side",
-    "truncation_side",
-    "return_attention_mask",
-    "pad_token_id",
-    "pad_values",
-    "dtype",
-    "mask_dtype",
-    "threads",
-)
 
 
 def _take_ragged(ragged: Ragged, rows: npt.NDArray[np.int64]) -> Ragged:
@@ -148,7 +132,12 @@ class TokenBatches:
         from ._prefetch import prefetch
 
         if self._packer is None:
-            options = {key: self._pad_options[key] for key in _PACKER_OPTIONS}
+            # The pad options a Packer takes as defaults (return_tensors, pin_memory: its own).
+            options = {
+                key: value
+                for key, value in self._pad_options.items()
+                if key not in ("tokenizer", "return_tensors", "pin_memory")
+            }
             # depth batches prepared ahead, one held by the loop, one being copied: each copy
             # then finds a free slot (see Packer's `buffers`).
             self._packer = Packer(
@@ -279,22 +268,27 @@ mask_dtype, pin_memory, threads
         None if max_batch_size is None else _check_int(max_batch_size, "max_batch_size", minimum=1)
     )
     depth_value = _check_int(depth, "depth", minimum=1)
+    pad_options: dict[str, Any] = {
+        "tokenizer": tokenizer,
+        "padding": padding,
+        "max_length": max_length,
+        "truncation": truncation,
+        "pad_to_multiple_of": pad_to_multiple_of,
+        "padding_side": padding_side,
+        "truncation_side": truncation_side,
+        "return_attention_mask": return_attention_mask,
+        "return_tensors": return_tensors,
+        "pad_token_id": pad_token_id,
+        "pad_values": pad_values,
+        "dtype": dtype,
+        "mask_dtype": mask_dtype,
+        "pin_memory": pin_memory,
+        "threads": threads,
+    }
+    assert set(pad_options) == PAD_KEYWORDS  # every fastpad.pad option, passed on as given
     inputs = normalize_inputs(encoded)
     options = resolve_options(
-        tokenizer=tokenizer,
-        padding=padding,
-        max_length=max_length,
-        truncation=truncation,
-        pad_to_multiple_of=pad_to_multiple_of,
-        padding_side=padding_side,
-        truncation_side=truncation_side,
-        return_attention_mask=return_attention_mask,
-        return_tensors=return_tensors,
-        pad_token_id=pad_token_id,
-        pad_values=pad_values,
-        dtype=dtype,
-        mask_dtype=mask_dtype,
-        pin_memory=pin_memory,
+        **{key: value for key, value in pad_options.items() if key != "threads"},
         fields=list(inputs.fields),
     )
     if options.padding == 2:
@@ -333,23 +327,6 @@ mask_dtype, pin_memory, threads
     for rows in plan:
         longest = int(lengths[rows].max())
         padded_cells += rows.size * (-(-longest // multiple) * multiple)
-    pad_options: dict[str, Any] = {
-        "tokenizer": tokenizer,
-        "padding": padding,
-        "max_length": max_length,
-        "truncation": truncation,
-        "pad_to_multiple_of": pad_to_multiple_of,
-        "padding_side": padding_side,
-        "truncation_side": truncation_side,
-        "return_attention_mask": return_attention_mask,
-        "return_tensors": return_tensors,
-        "pad_token_id": pad_token_id,
-        "pad_values": pad_values,
-        "dtype": dtype,
-        "mask_dtype": mask_dtype,
-        "pin_memory": pin_memory,
-        "threads": threads,
-    }
     return TokenBatches(
         encoded,
         plan,
