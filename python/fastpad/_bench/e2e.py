@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .._token_batches import token_batches
 from .measure import format_seconds
 from .workloads import _WORDS
 
@@ -64,25 +65,6 @@ def make_mixed_texts(count: int, seed: int = 0) -> list[str]:
         text = " ".join(chosen.tolist()).capitalize()
         texts.append(text + ("?" if query else "."))
     return texts
-
-
-def _token_batches(encoded: Any, *, max_tokens: int, tokenizer: Any) -> Iterator[Any]:
-    """`fastpad.token_batches` when this fastpad has it; else the same plan (`plan_batches` on
-    the rows' lengths) and the same batches (`fastpad.pad` of each batch's rows)."""
-    try:
-        from .._token_batches import token_batches  # type: ignore[import-not-found]
-    except ImportError:
-        pass
-    else:
-        yield from token_batches(encoded, max_tokens=max_tokens, tokenizer=tokenizer)
-        return
-    from .._pad import pad
-    from .._plan import plan_batches
-
-    lengths = [len(ids) for ids in encoded["input_ids"]]
-    for rows in plan_batches(lengths, max_tokens=max_tokens):
-        subset = {key: [values[row] for row in rows] for key, values in encoded.items()}
-        yield rows, pad(subset, tokenizer=tokenizer)
 
 
 def _embed(model: Any, batch: Any) -> Any:
@@ -120,10 +102,10 @@ def _token_pass(model: Any, tokenizer: Any, texts: list[str]) -> tuple[Any, int]
     seen = np.zeros(len(texts), dtype=np.int64)
     encoded = tokenizer(texts, truncation=True, max_length=MAX_LENGTH)
     cells = 0
-    for rows, batch in _token_batches(encoded, max_tokens=MAX_TOKENS, tokenizer=tokenizer):
+    for rows, batch in token_batches(encoded, max_tokens=MAX_TOKENS, tokenizer=tokenizer):
         cells += batch["input_ids"].numel()
         seen[rows] += 1
-        out[torch.from_numpy(np.asarray(rows, dtype=np.int64))] = _embed(model, batch)
+        out[torch.from_numpy(rows)] = _embed(model, batch)
     if not (seen == 1).all():
         raise AssertionError("end to end: token_batches did not give every row exactly once")
     return out, cells
