@@ -44,7 +44,7 @@ def test_token_batches_cover_every_row_once_within_the_budget(tokenizer: Any) ->
     texts = e2e.make_mixed_texts(96)
     encoded = tokenizer(texts, truncation=True, max_length=e2e.MAX_LENGTH)
     seen = np.zeros(len(texts), dtype=np.int64)
-    for rows, batch in e2e._token_batches(encoded, max_tokens=e2e.MAX_TOKENS, tokenizer=tokenizer):
+    for rows, batch in e2e.token_batches(encoded, max_tokens=e2e.MAX_TOKENS, tokenizer=tokenizer):
         seen[rows] += 1
         ids = batch["input_ids"]
         assert ids.shape[0] * ids.shape[1] <= e2e.MAX_TOKENS or ids.shape[0] == 1
