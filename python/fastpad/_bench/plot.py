@@ -168,7 +168,9 @@ def _speedup_by_size(
                 marker=marker,
                 markerfacecolor="white",
                 markeredgecolor=color,
+                markeredgewidth=1.5,
                 markersize=7,
+                zorder=5,  # above errorbar's own markers
             )
     axis.axhline(1.0, color="black", linewidth=0.9)
     _log_axes(axis)
@@ -314,6 +316,8 @@ def _end_to_end(rate_axis: Any, cells_axis: Any, report: dict[str, Any]) -> bool
     section = report.get("end_to_end")
     if not section:
         return False
+    import matplotlib.ticker
+
     parts = (("count batches", section["count"]), ("token batches", section["tokens"]))
     colors = (LOSS_COLOR, WIN_COLOR)
     labels = [
@@ -370,6 +374,9 @@ def _end_to_end(rate_axis: Any, cells_axis: Any, report: dict[str, Any]) -> bool
     axis.set_yticks([0, 1], labels, fontsize=8)
     axis.invert_yaxis()
     axis.set_xlim(0, max(part["padded_cells"] for _, part in parts) * 1.45)
+    axis.xaxis.set_major_formatter(
+        matplotlib.ticker.FuncFormatter(lambda value, _: f"{value / 1000:g}k" if value else "0")
+    )
     axis.grid(True, axis="x", alpha=0.4)
     axis.set_title(
         f"cells the model computes on, the same texts:\n{real:,} real tokens (solid) + padding "
