@@ -93,12 +93,15 @@ def test_section_measures_compares_and_reports(tokenizer: Any) -> None:
     assert f"{count['padded_cells']:,}" in text and "embeddings within" in text
 
 
-def test_differing_embeddings_fail_loudly(tokenizer: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("drift", [1e-4, float("nan")])
+def test_differing_embeddings_fail_loudly(
+    tokenizer: Any, monkeypatch: pytest.MonkeyPatch, drift: float
+) -> None:
     token_pass = e2e._token_pass
 
     def drifting(model: Any, tokenizer: Any, texts: list[str]) -> tuple[Any, int]:
         out, cells = token_pass(model, tokenizer, texts)
-        out[3, 7] += 1e-4
+        out[3, 7] += drift
         return out, cells
 
     monkeypatch.setattr(e2e, "_token_pass", drifting)
