@@ -213,11 +213,11 @@ def _times(
     if values:
         # Fitted to the data; room below for the legend, which sits in the empty lower right
         # (times grow with B, so large B and short times hold no line).
-        axis.set_ylim(min(values) / 30, max(values) * 2)
+        axis.set_ylim(min(values) / 100, max(values) * 2)
     axis.set_title(f"time per batch (median), workload {workload!r}")
     axis.set_xlabel("batch size B (rows)")
     axis.set_ylabel("seconds per batch")
-    axis.legend(fontsize=6.5, loc="lower right", ncol=2)
+    axis.legend(fontsize=6, loc="lower right", ncol=3, columnspacing=0.8, handlelength=1.6)
 
 
 def _speedup_over_paths(
