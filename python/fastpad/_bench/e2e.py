@@ -40,10 +40,11 @@ __all__ = ["MAX_TOKENS", "TOLERANCE", "make_mixed_texts", "measure", "table_line
 MAX_LENGTH = 256  # the model's max_seq_length
 COUNT_BATCH = 32  # the batch size users pass today (sentence-transformers' default too)
 # The token budget: 2048 padded cells. On a CPU the model's cost per cell hardly depends on the
-# batch's shape (all-MiniLM-L6-v2 on one thread of the 2-core VM: 1.5-1.8k cells/s from 32 x 16
-# to 8 x 256), so the smallest budget that still batches rows wins: 2048 pads the 512 texts to
-# 34.7k cells in 18 batches, 4096 to 37.1k in 10, 8192 to 38.7k in 5 (128 queries or 8 full
-# passages per batch at 2048). On a GPU, where a bigger batch costs little more, choose more.
+# batch's shape (all-MiniLM-L6-v2 on one thread of the 2-core VM: 1.4-1.8k cells/s over shapes
+# from 128 x 16 to 8 x 256), so the smallest budget that still batches rows wins: 2048 pads the
+# 512 texts to 34.7k cells in 18 batches, 4096 to 37.1k in 10, 8192 to 38.7k in 5 (128 queries
+# or 8 full passages per batch at 2048). On a GPU, where a bigger batch costs little more,
+# choose more.
 MAX_TOKENS = 2048
 TOLERANCE = 1e-5  # max abs difference between the two passes' embeddings
 QUERY_SHARE = 0.7
