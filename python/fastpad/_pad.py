@@ -190,8 +190,9 @@ def pad(
         longer than `max_length` with ``padding="max_length"`` is a ValueError.
     pad_to_multiple_of : int, optional
         Round the padded length up to a multiple of this.
-    padding_side, truncation_side : {"left", "right"}, optional
-        Default: the tokenizer's, else "right". ``truncation_side="left"`` keeps the tail.
+    padding_side, truncation_side : str or None, default None
+        ``"left"`` or ``"right"``; None: the tokenizer's, else ``"right"``.
+        ``truncation_side="left"`` keeps the tail.
     return_attention_mask : bool, optional
         Default: whether the tokenizer's model takes one, else True. Built from the row lengths,
         never from ``ids == pad_token_id``.
@@ -201,10 +202,12 @@ def pad(
         Pad id for ``input_ids``; required without a tokenizer.
     pad_values : Mapping[str, int], optional
         Pad values of other ragged fields, e.g. ``{"labels": -100}``.
-    dtype : {"int64", "int32"} or torch/numpy dtype, optional
-        Dtype of ids and other padded fields; default int64.
-    mask_dtype : {"int64", "int32", "int8", "bool"} or dtype, optional
-        Dtype of ``attention_mask``; default int64.
+    dtype : str, numpy or torch dtype, or None, default None
+        Dtype of ids and other padded fields: ``"int64"`` or ``"int32"`` (or the numpy/torch
+        dtype); None: int64.
+    mask_dtype : str, numpy or torch dtype, or None, default None
+        Dtype of ``attention_mask``: ``"int64"``, ``"int32"``, ``"int8"`` or ``"bool"`` (or the
+        numpy/torch dtype); None: int64.
     pin_memory : bool, optional
         Allocate the outputs in pinned host memory. None: pin when an accelerator is available.
     threads : int, optional
