@@ -3,10 +3,11 @@
 The reference (docs/reference/*.md) is rendered by mkdocstrings from the numpydoc docstrings
 (mkdocs.yml: ``docstring_style: numpy``), read by griffe. griffe takes a parameter's shown default
 from its type line: the first of a set of choices (``x : {"a", "b"}`` shows ``"a"``, numpydoc's
-rule), else ``, default X``, else the signature. A choice set whose first entry is not the
-signature's default shows a wrong default (``padding_side`` showed ``"left"`` where the signature
-says None). Checked with griffe itself when it is installed (the docs extra), else with the same
-rule applied here.
+rule), else ``, default X``, else the signature: that of the line's first name, for every name of
+a group (``a, b : int``). A choice set whose first entry is not the signature's default shows a
+wrong default (``padding_side`` showed ``"left"`` where the signature says None), and so does a
+group of names whose defaults differ. Checked with griffe itself when it is installed (the docs
+extra), else with the same rule applied here.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _griffe_rows() -> Iterator[tuple[str, str, Any, Any]]:
     yield from walk(package)
 
 
-_PARAMETER = re.compile(r"^(?P<names>\*{0,2}\w+(?:, \*{0,2}\w+)*) : (?P<type>.+)$")
+_PARAMETER = re.compile(r"^(?P<names>\*{0,2}\w+(?:, \*{0,2}\w+)*)(?: : (?P<type>.+))?$")
 
 
 def _own_rows() -> Iterator[tuple[str, str, Any, Any]]:
@@ -84,7 +85,8 @@ def _own_rows() -> Iterator[tuple[str, str, Any, Any]]:
             parameters = inspect.signature(value).parameters
         except (TypeError, ValueError):
             continue
-        lines = inspect.cleandoc(inspect.getdoc(value) or "").splitlines()
+        text = inspect.cleandoc(inspect.getdoc(value) or "").replace("\\\n", "")
+        lines = text.splitlines()
         if "Parameters" not in lines:
             continue
         for line in lines[lines.index("Parameters") + 2 :]:
@@ -93,14 +95,19 @@ def _own_rows() -> Iterator[tuple[str, str, Any, Any]]:
             match = _PARAMETER.match(line)
             if match is None:
                 continue
-            kind = match.group("type")
+            kind = match.group("type") or ""
+            names = [name.lstrip("*") for name in match.group("names").split(", ")]
             shown: Any = None
-            if kind.startswith("{"):
+            if not kind:  # griffe: the signature default of the group's first name, for all
+                first = parameters.get(names[0])
+                if first is not None and first.default is not inspect.Parameter.empty:
+                    shown = repr(first.default)
+            elif kind.startswith("{"):
                 shown = kind[1 : kind.rindex("}")].split(", ", 1)[0]
             elif (default := re.match(r"^.+,\s+default(?: |: |=)(.+)$", kind)) is not None:
                 shown = default.group(1)
-            for name in match.group("names").split(", "):
-                parameter = parameters.get(name.lstrip("*"))
+            for name in names:
+                parameter = parameters.get(name)
                 if parameter is None or parameter.default is inspect.Parameter.empty:
                     continue
                 signature_default = repr(parameter.default)
