@@ -84,9 +84,14 @@ void parallel_rows(std::int64_t rows, int threads, RowRangeFn fn, void* context)
     std::unique_lock<std::mutex> lock(job->mutex);
     job->finished.wait(lock, [&] { return job->done.load() == ranges; });
   }
+  // Every range is done, so no helper writes `errors` any more. The exceptions leave the Job
+  // here: a helper may drop the last reference to the Job later, and must not free them.
+  std::exception_ptr first;
   for (auto& error : job->errors) {
-    if (error) std::rethrow_exception(error);
+    if (error && !first) first = error;
+    error = nullptr;
   }
+  if (first) std::rethrow_exception(first);
 }
 
 }  // namespace fastpad
