@@ -20,10 +20,11 @@ __all__ = ["Allocator", "default_threads", "pad", "pad_inputs"]
 # allocate(rows, width, dtype_name) -> (result handed to the user, writable numpy view of it)
 Allocator = Callable[[int, int, str], tuple[Any, Any]]
 
-# Output cells each thread of the default gets at least: below 2 * this, one thread (the
-# threshold fastpad used before, when 2 threads gave 1.20x-1.63x at 2M cells on a quiet 2-core
-# VM). On the shared 2-core VM of benchmarks/bench_threads.py (load 7-9), two threads were mostly
-# slower than one at every size from 17K to 8.4M cells, hence the load check in default_threads.
+# Output cells each thread of the default gets at least: below 2 * this, one thread. (Before, the
+# default split every batch from 2**20 cells over all cores; the docs' earlier 1.20x-1.63x for 2
+# threads at B=4096, 0.4M-2M cells, came from a quiet 2-core VM.) On the shared 2-core VM of
+# benchmarks/bench_threads.py (load 7-9), two threads were mostly slower than one at every size
+# from 17K to 8.4M cells, hence the load check in default_threads.
 _CELLS_PER_THREAD = 1 << 20
 _MAX_THREADS = 8
 # Batches of at least this many cells are checked against physical memory before allocation
