@@ -167,7 +167,7 @@ class Packer:
         self,
         device: Any = "cuda",
         *,
-        buffers: int = 2,
+        buffers: int = 3,
         tokenizer: Any = None,
         stream: Any = None,
         ragged_transfer: bool | Literal["auto"] = False,
@@ -200,28 +200,25 @@ class Packer:
         self._cuda = requested.type == "cuda" and torch.cuda.is_available()
         if requested.type == "cuda" and not self._cuda:
             _warn_no_cuda(str(requested))
-        if self._cuda and requested.index is None:
-            requested = torch.device("cuda", torch.cuda.current_device())
         self.device = requested if self._cuda else torch.device("cpu")
         self.stream: Any = None  # the copy stream; None: the current stream at each call
-        if self._cuda:
-            if stream is None:
-                self.stream = torch.cuda.Stream(device=self.device)
-            elif stream != "current":
-                if not isinstance(stream, torch.cuda.Stream):
-                    raise TypeError(
-                        "fastpad.Packer: stream must be None, 'current' or a torch.cuda.Stream, "
-                        f"got {type(stream).__name__}"
-                    )
-                if torch.device(stream.device) != self.device:
-                    # An event recorded on another device's stream would say nothing about
-                    # this device's copy: slots would be rewritten while still being copied.
-                    raise ValueError(
-                        f"fastpad.Packer: stream is on {stream.device} but the packer copies "
-                        f"to {self.device}; create it with torch.cuda.Stream(device="
-                        f"{str(self.device)!r})"
-                    )
-                self.stream = stream
+        self._stream_arg: Any = stream
+        if self._cuda and stream is not None and stream != "current":
+            if not isinstance(stream, torch.cuda.Stream):
+                raise TypeError(
+                    "fastpad.Packer: stream must be None, 'current' or a torch.cuda.Stream, "
+                    f"got {type(stream).__name__}"
+                )
+            stream_device = torch.device(stream.device)
+            if requested.index is not None and stream_device != requested:
+                # An event recorded on another device's stream would say nothing about
+                # this device's copy: slots would be rewritten while still being copied.
+                raise ValueError(
+                    f"fastpad.Packer: stream is on {stream.device} but the packer copies "
+                    f"to {requested}; create it with torch.cuda.Stream(device="
+                    f"{str(requested)!r})"
+                )
+            self.device = stream_device  # "cuda" with a stream of yours: the stream's device
         self.tokenizer = tokenizer
         self.ragged_transfer: bool | str = ragged_transfer
         self.buffers = buffers
@@ -231,12 +228,38 @@ class Packer:
         }
         self._threads = pad_defaults.get("threads")
         self._counters = dict.fromkeys(PackerStats.__dataclass_fields__, 0)
-        # Streams, events and the CUDA calls of a copy: looked up once, here.
-        self._calls = _ring.cuda_calls(torch, self.device, self.stream) if self._cuda else None
-        self._ring = PinnedRing(buffers, self._counters, self._calls)
         self._torch = torch
         self._dtypes = {name: getattr(torch, name) for name in ITEMSIZES}
         self._lock = threading.Lock()
+        # Streams, events and the CUDA calls of a copy: looked up once, at the first copy (when
+        # the device is "cuda" without an index, the device current then: see `_bind`).
+        self._calls: Any = None
+        self._ring = PinnedRing(buffers, self._counters, None, self._lock)
+        if self._cuda and self.device.index is not None:
+            self._bind()
+
+    def _bind(self) -> None:
+        """Take the device (the current one for ``"cuda"``), make the copy stream and look up
+        the CUDA calls: once, at construction for ``"cuda:N"`` or a stream of yours, else at the
+        first copy (so a packer built before ``torch.cuda.set_device(local_rank)`` copies to
+        ``local_rank``)."""
+        torch = self._torch
+        if self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        stream = self._stream_arg
+        if stream is None:
+            self.stream = torch.cuda.Stream(device=self.device)
+        elif stream != "current":
+            self.stream = stream
+        self._calls = _ring.cuda_calls(torch, self.device, self.stream)
+        self._ring.bind(self._calls)
+
+    def reserve_buffers(self, count: int) -> None:
+        """Give the ring at least `count` slots (``fastpad.prefetch`` calls this with
+        ``depth + 3``); never fewer than it has. Slots are allocated at their first use."""
+        with self._lock:
+            self._ring.grow_to(count)
+            self.buffers = max(self.buffers, count)
 
     def __reduce__(self) -> Any:
         raise TypeError(
@@ -245,7 +268,7 @@ class Packer:
         )
 
     def __repr__(self) -> str:
-        stream = "current" if self.stream is None else "side"
+        stream = "current" if self._stream_arg == "current" or not self._cuda else "side"
         return (
             f"Packer(device={str(self.device)!r}, buffers={self.buffers}, stream={stream!r}, "
             f"ragged_transfer={self.ragged_transfer!r})"
@@ -295,6 +318,8 @@ class Packer:
         if not self._cuda:
             return self._on_cpu(inputs, options, threads)
         with self._lock:
+            if self._calls is None:
+                self._bind()
             if self.ragged_transfer:
                 batch = self._maybe_ragged(inputs, options, threads)
                 if batch is not None:
