@@ -164,9 +164,7 @@ class _Shared:
 
     def __init__(self, depth: int) -> None:
         self.depth = depth
-        self.entries: collections.deque[tuple[Any, Any, BaseException | None]] = (
-            collections.deque()
-        )
+        self.entries: collections.deque[tuple[Any, Any, BaseException | None]] = collections.deque()
         # Re-entrant: a garbage collection inside a critical section may run an abandoned
         # Prefetcher's __del__, which shuts its queue.
         self.condition = threading.Condition(threading.RLock())

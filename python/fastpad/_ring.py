@@ -332,6 +332,7 @@ class Slot:
     """
 
     __slots__ = (
+        "__weakref__",
         "alloc_stream",
         "array",
         "base_uses",
@@ -346,7 +347,6 @@ class Slot:
         "host",
         "lock",
         "typed",
-        "__weakref__",
     )
 
     def __init__(self) -> None:
