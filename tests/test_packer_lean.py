@@ -4,9 +4,9 @@ The simulated device (tests/test_packer.py: CUDA streams and events as Python fa
 "device" buffers as CPU tensors) runs the CUDA path's code; here it is counted: Python function
 calls per call (cProfile), aten ops per call (TorchDispatchMode) and the stream/event calls the
 fakes see. The device-side ring is checked too: a released batch's buffer is reused in place
-(fixed addresses, no allocation), a held batch keeps its buffer, and every reuse is ordered on
-the device after the consumer's work. `TorchCudaCalls` (torch's C entry points, used on a real
-GPU) is driven with a recording stand-in for ``torch._C``.
+(the slot's buffer keeps its address, no allocation), a held batch keeps its buffer, and every
+reuse is ordered on the device after the consumer's work. `TorchCudaCalls` (torch's C entry
+points, used on a real GPU) is driven with a recording stand-in for ``torch._C``.
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def test_released_batches_reuse_device_buffers_in_place(fake: CountingFake) -> N
         del batch
     assert isinstance(packer.stream, FakeStream)
     assert packer.stats.device_allocations == 2
-    assert len(set(addresses)) == 2 and addresses[:2] * 5 == addresses  # fixed addresses
+    assert len(set(addresses)) == 2 and addresses[:2] * 5 == addresses  # per slot
     # Every reuse waited, on the copy stream, for an event recorded on the consumer after the
     # batch it overwrites was released (8 reuses).
     consumer = fake.cuda.default_stream

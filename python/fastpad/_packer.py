@@ -103,7 +103,9 @@ class Packer:
     device only after the work queued on its consumer stream before that; a batch still held
     keeps its buffer and the slot takes a new one (``stats.device_allocations``). Slots grow
     geometrically to the largest batch seen and are then reused, so steady state allocates
-    neither pinned nor device memory, and each slot's device buffer keeps its address.
+    neither pinned nor device memory. Each slot's device buffer keeps its address while it is
+    reused, but a field's tensor sits at an offset that moves with rows x width: the outputs'
+    addresses are not fixed (CUDA-graph inputs must be copied into static tensors).
 
     With ``device="cpu"`` the packer pads into fresh CPU tensors on every call (no pinning, no
     copies, `stream` ignored), so the same code and tests run anywhere. ``"cuda"`` on a machine
@@ -114,13 +116,17 @@ class Packer:
     Parameters
     ----------
     device : str or torch.device, default "cuda"
-        ``"cuda"``, ``"cuda:N"`` or ``"cpu"``.
-    buffers : int, default 2
-        Slots in the ring. Two let the next batch be packed while the last one is copied. A slot
-        whose last batch is still held takes a new device buffer, so give the ring more slots
-        than the batches held at once: 3 for a loop that holds its last batch while packing the
-        next (each copy then runs beside the previous step instead of after it), ``depth + 2``
-        under ``fastpad.prefetch(..., depth)``.
+        ``"cuda"``, ``"cuda:N"`` or ``"cpu"``. ``"cuda"`` is the device current at the first
+        copy (a packer built before ``torch.cuda.set_device(local_rank)`` copies to
+        ``local_rank``), kept from then on; `device` says ``cuda`` until then.
+    buffers : int, default 3
+        Slots in the ring. A slot whose last batch is still held takes a new device buffer, and
+        a release is seen at the next call: 3 lets the usual loop (``batch = packer(rows);
+        model(**batch)``, which holds batch k-1 while packing batch k) reuse every buffer, each
+        copy waiting on the device only for the model step before the previous one, so it runs
+        beside the previous step (with 2 it waits for it). Under ``fastpad.prefetch(...,
+        depth)`` the ring needs ``depth + 3`` slots; `prefetch` raises a Packer given as its
+        ``prepare`` to that (`reserve_buffers`).
     tokenizer : transformers tokenizer, optional
         Supplies pad ids, padding side and field names, as in `fastpad.pad`.
     stream : torch.cuda.Stream or "current", optional
@@ -154,6 +160,17 @@ class Packer:
     tensor writes the whole buffer (``.clone()`` first to save only the tensor). Per-example
     scalar tensors that require grad or live on a device are moved with ``Tensor.to`` (as
     ``Batch.to`` does), not through the buffer.
+
+    What the ring tracks: Python references to a batch's device buffer (any of its tensors or
+    views of them, counted with ``torch._C._storage_Use_Count``), and the work queued before the
+    release on the stream the batch was handed to (the stream current at the call; under
+    ``fastpad.prefetch``, the stream current where the loop takes it). Not tracked: reads on
+    another stream (``record_stream`` included: it only tells the caching allocator), a
+    collective still running (``async_op=True``), a CUDA graph replaying captured addresses, a
+    tensor shared with another process. For those, ``.clone()`` the tensor (on the stream it was
+    handed to) or hold the batch until that work is done. Without
+    ``torch._C._storage_Use_Count`` every batch counts as held: each copy takes a device buffer
+    from torch's caching allocator (correct, not allocation-free).
 
     Examples
     --------
@@ -294,7 +311,8 @@ class Packer:
         -------
         Batch
             Tensors on `device`. On CUDA they are ready for use on the stream that was current
-            at the call (the copy is asynchronous to the host).
+            at the call (the copy is asynchronous to the host); see the class Notes for what
+            keeps them from being rewritten.
 
         Raises
         ------
