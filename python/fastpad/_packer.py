@@ -272,8 +272,17 @@ class Packer:
         self._ring.bind(self._calls)
 
     def reserve_buffers(self, count: int) -> None:
-        """Give the ring at least `count` slots (``fastpad.prefetch`` calls this with
-        ``depth + 3``); never fewer than it has. Slots are allocated at their first use."""
+        """Give the ring at least `count` slots; never fewer than it has.
+
+        ``fastpad.prefetch(items, packer, depth=d)`` calls this with ``d + 3``: the batches
+        alive when the packer packs the next one under it, plus the slot that one needs. New
+        slots allocate their buffers at their first use.
+
+        Parameters
+        ----------
+        count : int
+            Slots the ring should have at least.
+        """
         with self._lock:
             self._ring.grow_to(count)
             self.buffers = max(self.buffers, count)

@@ -328,7 +328,9 @@ class Slot:
     rewritten only once it completed). The device buffer's outputs were handed out to the
     ``consumer`` stream (``handed``) until its storage is referenced by nothing but the ring
     (``base_uses`` references, the buffer and its typed views); then ``freed`` is recorded on
-    that stream and the next copy into the buffer waits for it on the device.
+    that stream and the next copy into the buffer waits for it on the device. ``consumer`` is
+    the stream current at the call, or the one `hand_to` names (``fastpad.prefetch``, where the
+    batch is taken).
     """
 
     __slots__ = (
