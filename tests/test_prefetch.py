@@ -294,6 +294,7 @@ def test_close_leaves_no_prepared_batch_alive() -> None:
         del first
         alive = [ref for ref in made if ref() is not None]
         assert alive == [], f"trial {trial}: {len(alive)} prepared batches alive after close()"
+        prefetched._thread.join(5)  # not waited for by close() when caught in the source
         assert not prefetched._thread.is_alive()
 
 
@@ -337,7 +338,10 @@ def test_a_worker_blocked_in_the_source_does_not_hang_close() -> None:
 
     prefetched = fastpad.prefetch(blocking_source(), prepare, depth=2)
     assert next(prefetched) == 0
-    time.sleep(0.05)  # the worker now waits in the source
+    deadline = time.perf_counter() + 10
+    while not prefetched._shared.in_source and time.perf_counter() < deadline:
+        time.sleep(0.001)  # until the worker waits in the source
+    assert prefetched._shared.in_source
     started = time.perf_counter()
     prefetched.close(timeout=20)
     assert time.perf_counter() - started < 5

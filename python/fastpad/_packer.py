@@ -71,7 +71,8 @@ class PackerStats:
         Device buffers the ring allocated: a slot's first copy, growth to a larger batch, or a
         new buffer because the batch last copied into the slot is still held (its tensors are
         never overwritten). Constant in steady state when each batch is let go of within
-        `buffers` calls; 0 on the CPU path.
+        `buffers` calls (and torch has ``torch._C._storage_Use_Count``: without it, one per
+        call); 0 on the CPU path.
     """
 
     batches: int = 0
