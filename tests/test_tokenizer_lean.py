@@ -2,8 +2,8 @@
 tokenizer's BatchEncoding normalized without per-field abc checks or per-row work; counted with
 cProfile on the simulated device, and the cache invalidated by every tokenizer setting it reads.
 
-Reproduce the counts: ``PYTHONPATH=python python -m pytest tests/test_tokenizer_lean.py -k
-counts -q`` (the assertion message prints the profile when a bound is exceeded).
+Print the counts: ``HF_HUB_OFFLINE=1 PYTHONPATH=python python tests/tokenizer_call_counts.py``
+(at the commit before this work: 211 for `fastpad.pad` and 230 for the Packer; now 44 and 63).
 """
 
 from __future__ import annotations
