@@ -13,6 +13,7 @@ import functools
 import numbers
 import os
 import threading
+import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -232,6 +233,56 @@ _OPTIONS_CACHE: dict[tuple[Any, ...], PadOptions] = {}
 _OPTIONS_CACHE_SIZE = 256
 
 
+def _tokenizer_state(tokenizer: Any) -> tuple[Any, ...] | None:
+    """What `resolve_options` reads from a transformers tokenizer, read without calling into it:
+    ``(weak reference, pad token, padding_side, truncation_side, model_max_length,
+    pad_token_type_id, model_input_names)``; None for anything else (a name or path, a
+    tokenizer-like object, a transformers release that keeps these elsewhere), which is then
+    resolved on every call.
+
+    The pad token is read where transformers keeps it (5.x: ``_special_tokens_map["pad_token"]``,
+    4.x: ``_pad_token``), not through ``pad_token_id`` (a lookup in the vocabulary, a dozen Python
+    calls). Its id then follows from the token and the vocabulary; `resolve_options` caches only
+    when the token is in the vocabulary, where adding tokens never changes its id.
+    """
+    try:
+        state = tokenizer.__dict__
+        if "_special_tokens_map" in state:
+            special = state["_special_tokens_map"]
+            pad_token = special["pad_token"] if "pad_token" in special else None  # noqa: SIM401
+        elif "_pad_token" in state:
+            pad_token = state["_pad_token"]
+        else:
+            return None
+        if "_pad_token_type_id" not in state:
+            return None
+        names = tokenizer.model_input_names
+        return (
+            weakref.ref(tokenizer),
+            pad_token,
+            tokenizer.padding_side,
+            tokenizer.truncation_side,
+            tokenizer.model_max_length,
+            state["_pad_token_type_id"],
+            tuple(names) if type(names) is list else names,
+        )
+    except (AttributeError, TypeError):
+        return None
+
+
+def _pad_token_in_vocabulary(tokenizer: Any, state: tuple[Any, ...], options: PadOptions) -> bool:
+    """Whether the tokenizer's pad id is its pad token's own entry in the vocabulary (or it has
+    no pad token), so that the id cannot change while the token stays the same."""
+    pad_token = state[1]
+    if pad_token is None:
+        return True
+    pad_id = options.pad_values.get(options.main_key)
+    try:
+        return pad_id is not None and tokenizer.convert_ids_to_tokens(pad_id) == str(pad_token)
+    except Exception:  # a tokenizer that cannot say: resolved on every call
+        return False
+
+
 def resolve_options(
     *,
     tokenizer: Any = None,
@@ -253,18 +304,24 @@ def resolve_options(
     """Check every option of `fastpad.pad` and fill defaults from the tokenizer.
 
     The defaults are `fastpad.pad`'s; the arguments are typed Any because this is where they are
-    checked. `fields` names the input's fields (the main one needs a pad id). Calls without a
-    tokenizer and without `pad_values` are cached: their result depends on the arguments alone
-    (and on whether torch sees an accelerator, itself cached).
+    checked. `fields` names the input's fields (the main one needs a pad id). Calls without
+    `pad_values` are cached: without a tokenizer their result depends on the arguments alone
+    (and on whether torch sees an accelerator, itself cached); with a transformers tokenizer, on
+    the arguments and what is read from the tokenizer (`_tokenizer_state`), which is in the key.
     """
     key: tuple[Any, ...] | None = None
-    if tokenizer is None and pad_values is None:
+    tokenizer_state = None
+    if pad_values is None and (
+        tokenizer is None or (tokenizer_state := _tokenizer_state(tokenizer)) is not None
+    ):
+        # With a tokenizer, the key holds what is read from it (`_tokenizer_state`): a change
+        # of its padding settings, pad token or input names is a new key.
         key = (
             type(padding), padding, type(max_length), max_length, type(truncation), truncation,
             type(pad_to_multiple_of), pad_to_multiple_of, padding_side, truncation_side,
             type(return_attention_mask), return_attention_mask, return_tensors,
             type(pad_token_id), pad_token_id, type(dtype), dtype, type(mask_dtype), mask_dtype,
-            type(pin_memory), pin_memory, *fields,
+            type(pin_memory), pin_memory, tokenizer_state, *fields,
         )  # fmt: skip
         try:
             cached = _OPTIONS_CACHE.get(key)
@@ -306,7 +363,9 @@ def resolve_options(
         pad_values=MappingProxyType(values),  # read-only: cached instances are shared
         main_key=main_key,
     )
-    if key is not None:
+    if key is not None and (
+        tokenizer_state is None or _pad_token_in_vocabulary(tokenizer, tokenizer_state, options)
+    ):
         if len(_OPTIONS_CACHE) >= _OPTIONS_CACHE_SIZE:
             _OPTIONS_CACHE.clear()
         _OPTIONS_CACHE[key] = options
