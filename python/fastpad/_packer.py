@@ -22,6 +22,7 @@ from ._batch import Batch
 from ._inputs import Inputs, normalize_inputs
 from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, resolve_options
 from ._pad import _stack_scalars, measure_fields, pack_into, pad_inputs
+from ._truncate import cut_template_rows
 from ._ragged_transfer import ITEMSIZES, RaggedPlan, expand_outputs, pack_flat, plan_ragged
 from ._ring import Layout, Part, PinnedRing, Slot, aligned, slot_layout
 
@@ -292,6 +293,8 @@ class Packer:
             pin_memory=False,  # the packer pins its own ring
             fields=list(inputs.fields),
         )
+        if options.template is not None or options.truncation == "only_second":
+            inputs = cut_template_rows(inputs, options)
         if not self._cuda:
             return self._on_cpu(inputs, options, threads)
         with self._lock:

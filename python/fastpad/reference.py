@@ -18,6 +18,7 @@ from ._batch import Batch
 from ._inputs import Field, Inputs, normalize_inputs
 from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, resolve_options
 from ._scalars import python_scalars, stack_scalars
+from ._truncate import cut_template_rows
 
 __all__ = ["pad", "pad_inputs"]
 
@@ -212,6 +213,11 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
     Checks run in the order of the C++ path: row types and lengths of every field, lengths
     agreeing across fields, the padded width, then the tokens themselves.
     """
+    if options.truncate and (options.template is not None or options.truncation == "only_second"):
+        # Rows that carry the tokenizer's template are cut as the tokenizer cuts them (the same
+        # code as fastpad.pad: the oracle of that is the tokenizer itself, see
+        # tests/test_truncation_parity.py); the plain cut of the other rows is written below.
+        inputs = cut_template_rows(inputs, options)
     names = [key for key, field in inputs.fields.items() if field.kind != "scalars"]
     if not names:
         raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")
