@@ -20,7 +20,8 @@ which ids and type ids. A row longer than ``max_length`` carries the template wh
 - its ``special_tokens_mask``, when the row has one, is 1 at every special position.
 
 The pair template is tried first, then the single one. A template with no middle tokens and one
-type id for both segments leaves no mark between them: such rows are taken as one segment. Rows
+type id for both segments leaves no mark between them: such rows are taken as one segment (so is
+a pair whose second text is empty under a template without middle tokens). Rows
 that carry no template (``add_special_tokens=False``, no tokenizer, a tokenizer without a Rust
 backend) are cut plainly at ``max_length`` from the truncation side by the C++ core, as before.
 """
@@ -208,11 +209,12 @@ def _match(
             if tuple(ids[start : start + width]) == layout.middle
         )
     elif types is not None and layout.first_type != layout.second_type:
-        # No middle tokens: the second segment starts where the first segment's type id ends.
+        # No middle tokens: the second segment starts where the first segment's type id ends;
+        # an empty second segment leaves no trace (the row reads as a single one).
         start = low
         while start < high and types[start] == layout.first_type:
             start += 1
-        candidates = (start,)
+        candidates = (start,) if start < high else ()
     else:
         return None  # nothing marks where the second segment starts
     for start in candidates:
