@@ -245,7 +245,10 @@ def test_input_forms_and_packer(tokenizer: Any) -> None:
         },
         "arrays": {key: [np.asarray(row) for row in rows] for key, rows in encoding.items()},
         "tensors": {key: [torch.tensor(row) for row in rows] for key, rows in encoding.items()},
-        "examples": [dict(zip(encoding, values, strict=True)) for values in zip(*encoding.values(), strict=True)],
+        "examples": [
+            dict(zip(encoding, values, strict=True))
+            for values in zip(*encoding.values(), strict=True)
+        ],
     }
     del options["tokenizer"]
     for form, inputs in forms.items():

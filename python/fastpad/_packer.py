@@ -22,9 +22,9 @@ from ._batch import Batch
 from ._inputs import Inputs, normalize_inputs
 from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, resolve_options
 from ._pad import _stack_scalars, measure_fields, pack_into, pad_inputs
-from ._truncate import cut_template_rows
 from ._ragged_transfer import ITEMSIZES, RaggedPlan, expand_outputs, pack_flat, plan_ragged
 from ._ring import Layout, Part, PinnedRing, Slot, aligned, slot_layout
+from ._truncate import cut_template_rows
 
 __all__ = ["Packer", "PackerStats"]
 

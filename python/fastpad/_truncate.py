@@ -116,9 +116,7 @@ def _read_template(tokenizer: Any) -> Template | None:
 
 def _encoding(tokenizer: Any, text: str, pair: str | None) -> Any:
     try:
-        encoded = tokenizer(
-            text, pair, add_special_tokens=True, truncation=False, padding=False
-        )
+        encoded = tokenizer(text, pair, add_special_tokens=True, truncation=False, padding=False)
         encodings = encoded.encodings
     except Exception:  # any failure of the probe call: no template from it
         return None
@@ -169,14 +167,14 @@ def _types_match(
     low, high = len(layout.prefix), length - len(layout.suffix)
     if tuple(types[:low]) != layout.prefix_types or tuple(types[high:]) != layout.suffix_types:
         return False
-    if any(value != layout.first_type for value in types[first[0] : first[1]]):
+    if types[first[0] : first[1]].count(layout.first_type) != first[1] - first[0]:
         return False
     if layout.second_type is None:
         return True
     second_start = middle_at + len(layout.middle)
     if tuple(types[middle_at:second_start]) != layout.middle_types:
         return False
-    return all(value == layout.second_type for value in types[second_start:high])
+    return types[second_start:high].count(layout.second_type) == high - second_start
 
 
 def _mask_match(mask: list[int] | None, layout: Layout, length: int, middle_at: int) -> bool:
@@ -184,7 +182,21 @@ def _mask_match(mask: list[int] | None, layout: Layout, length: int, middle_at: 
         return True
     low, high = len(layout.prefix), length - len(layout.suffix)
     special = [*mask[:low], *mask[middle_at : middle_at + len(layout.middle)], *mask[high:]]
-    return all(value == 1 for value in special)
+    return special.count(1) == len(special)
+
+
+def _occurrences(ids: list[int], tokens: tuple[int, ...], low: int, high: int) -> Any:
+    """Positions in [low, high) where `tokens` start in `ids`, first to last."""
+    expected = list(tokens)
+    start = low
+    while start < high:
+        try:
+            start = ids.index(tokens[0], start, high)
+        except ValueError:
+            return
+        if ids[start : start + len(tokens)] == expected:
+            yield start
+        start += 1
 
 
 def _match(
@@ -203,11 +215,7 @@ def _match(
         return None
     width = len(layout.middle)
     if width:
-        candidates: Any = (
-            start
-            for start in range(low, high - width + 1)
-            if tuple(ids[start : start + width]) == layout.middle
-        )
+        candidates: Any = _occurrences(ids, layout.middle, low, high - width + 1)
     elif types is not None and layout.first_type != layout.second_type:
         # No middle tokens: the second segment starts where the first segment's type id ends;
         # an empty second segment leaves no trace (the row reads as a single one).
@@ -425,8 +433,8 @@ def _cut_row(row: Any, ranges: list[tuple[int, int]]) -> Any:
 def _cut_field(field: Field, cuts: dict[int, list[tuple[int, int]]]) -> Field:
     if field.kind == "rows":
         data = list(field.data)
-        for row, ranges in cuts.items():
-            data[row] = _cut_row(data[row], ranges)
+        for row, row_ranges in cuts.items():
+            data[row] = _cut_row(data[row], row_ranges)
         return Field("rows", data, field.from_array)
     offsets = field.data.offsets.astype(np.int64)
     pieces = []
