@@ -282,3 +282,58 @@ def test_no_mark_between_segments_is_one_segment(tokenizers_by_name: dict[str, A
     rows = tokenizer(texts, pairs, return_token_type_ids=False)
     batch = fastpad.pad(rows, tokenizer=tokenizer, truncation=True, max_length=6)
     assert batch["input_ids"].tolist() == [rows["input_ids"][0][:6]]
+
+
+@pytest.mark.parametrize("name", ["minilm", "roberta", "suffix"])
+@pytest.mark.parametrize("side", SIDES)
+def test_windows_of_rows_with_special_tokens(
+    tokenizers_by_name: dict[str, Any], name: str, side: str
+) -> None:
+    """fastpad.windows on tokenizer(texts) rows equals the tokenizer's overflow with stride: the
+    template's special tokens around every window."""
+    tokenizer = tokenizers_by_name[name]
+    texts = _texts([0, 3, 9, 25], seed=7)
+    rows = tokenizer(texts)["input_ids"]
+    specials = tokenizer.num_special_tokens_to_add(pair=False)
+    tokenizer.truncation_side = side
+    try:
+        for max_length in (specials + 1, specials + 2, specials + 5, 16):
+            for stride in range(0, max_length - specials, 2):
+                expected = tokenizer(
+                    texts,
+                    max_length=max_length,
+                    truncation=True,
+                    stride=stride,
+                    return_overflowing_tokens=True,
+                    padding=True,
+                    return_tensors="np",
+                )
+                actual = fastpad.windows(
+                    rows, max_length=max_length, stride=stride, tokenizer=tokenizer,
+                    return_tensors="np",
+                )  # fmt: skip
+                assert set(actual) == set(expected)
+                for key, value in expected.items():
+                    np.testing.assert_array_equal(actual[key], value, err_msg=key)
+    finally:
+        tokenizer.truncation_side = "right"
+
+
+def test_windows_refuses_mixed_and_pair_rows(tokenizer: Any) -> None:
+    texts = _texts([9, 4], seed=8)
+    rows = tokenizer(texts)["input_ids"]
+    plain = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    with pytest.raises(ValueError, match="row 1 does not carry the tokenizer's special tokens"):
+        fastpad.windows([rows[0], plain[1]], max_length=6, tokenizer=tokenizer)
+    pairs = tokenizer(texts, texts)["input_ids"]
+    with pytest.raises(ValueError, match="row 0 carries the tokenizer's pair template"):
+        fastpad.windows(pairs, max_length=6, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="no room for content"):
+        fastpad.windows(rows, max_length=2, tokenizer=tokenizer)
+    # Rows without the template, or with prefix/suffix given, are windowed as they are.
+    batch = fastpad.windows(plain, max_length=4, tokenizer=tokenizer, return_tensors="np")
+    assert batch["input_ids"][0].tolist() == plain[0][:4]
+    batch = fastpad.windows(
+        rows, max_length=4, prefix=[7], tokenizer=tokenizer, return_tensors="np"
+    )
+    assert batch["input_ids"][0].tolist() == [7, *rows[0][:3]]

@@ -38,7 +38,7 @@ import numpy as np
 from ._inputs import Field, Inputs
 from ._ragged import Ragged
 
-__all__ = ["Layout", "Template", "cut_template_rows", "read_template"]
+__all__ = ["Layout", "Template", "cut_template_rows", "match_layout", "read_template"]
 
 STRATEGIES = ("longest_first", "only_first", "only_second")
 
@@ -199,7 +199,7 @@ def _occurrences(ids: list[int], tokens: tuple[int, ...], low: int, high: int) -
         start += 1
 
 
-def _match(
+def match_layout(
     ids: list[int], types: list[int] | None, mask: list[int] | None, layout: Layout
 ) -> tuple[tuple[int, int], tuple[int, int] | None] | None:
     """The segments ``(start, stop)`` of a row that carries `layout`, else None."""
@@ -315,7 +315,7 @@ def _kept_ranges(
     found = None
     for layout in (template.pair, template.single) if template is not None else ():
         if layout is not None:
-            segments = _match(ids, types, mask, layout)
+            segments = match_layout(ids, types, mask, layout)
             if segments is not None:
                 found = layout, segments
                 break
