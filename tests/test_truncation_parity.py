@@ -337,3 +337,37 @@ def test_windows_refuses_mixed_and_pair_rows(tokenizer: Any) -> None:
         rows, max_length=4, prefix=[7], tokenizer=tokenizer, return_tensors="np"
     )
     assert batch["input_ids"][0].tolist() == [7, *rows[0][:3]]
+
+
+def test_strategy_names_and_enums(tokenizer: Any) -> None:
+    """The strategies as names, True and transformers' TruncationStrategy; others refused."""
+    from transformers.tokenization_utils_base import TruncationStrategy
+
+    texts, pairs = _texts([12, 10], seed=9), _texts([10, 14], seed=10)
+    rows = tokenizer(texts, pairs)
+    max_length = max(len(row) for row in rows["input_ids"]) - 3
+    for strategy in TruncationStrategy:
+        if strategy.value == "do_not_truncate":
+            continue
+        expected = tokenizer(
+            texts, pairs, truncation=strategy.value, max_length=max_length, padding=True,
+            return_tensors="np",
+        )  # fmt: skip
+        actual = fastpad.pad(
+            rows, tokenizer=tokenizer, truncation=strategy, max_length=max_length,
+            return_tensors="np",
+        )  # fmt: skip
+        for key, value in expected.items():
+            np.testing.assert_array_equal(actual[key], value, err_msg=f"{strategy} {key}")
+    with pytest.raises(ValueError, match="unknown truncation='only_third'"):
+        fastpad.pad(rows, tokenizer=tokenizer, truncation="only_third", max_length=12)
+    # Without a tokenizer: a plain cut for every strategy but only_second.
+    ids = rows["input_ids"]
+    batch = fastpad.pad(ids, pad_token_id=0, truncation="only_first", max_length=5)
+    assert batch["input_ids"].tolist() == [row[:5] for row in ids]
+    with pytest.raises(ValueError, match="row 0 does not carry"):
+        fastpad.pad(ids, pad_token_id=0, truncation="only_second", max_length=5)
+    # Rows that fit are never touched, whatever the strategy (as the tokenizer: nothing to cut).
+    short = tokenizer(_texts([2], seed=11))
+    batch = fastpad.pad(short, tokenizer=tokenizer, truncation="only_second", max_length=50)
+    assert batch["input_ids"].tolist() == short["input_ids"]

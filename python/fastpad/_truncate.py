@@ -29,6 +29,7 @@ backend) are cut plainly at ``max_length`` from the truncation side by the C++ c
 from __future__ import annotations
 
 import threading
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -116,7 +117,11 @@ def _read_template(tokenizer: Any) -> Template | None:
 
 def _encoding(tokenizer: Any, text: str, pair: str | None) -> Any:
     try:
-        encoded = tokenizer(text, pair, add_special_tokens=True, truncation=False, padding=False)
+        with warnings.catch_warnings():  # the probe is fastpad's call, not the user's
+            warnings.simplefilter("ignore")
+            encoded = tokenizer(
+                text, pair, add_special_tokens=True, truncation=False, padding=False
+            )
         encodings = encoded.encodings
     except Exception:  # any failure of the probe call: no template from it
         return None
