@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from ._truncate import STRATEGIES, read_template
-
 __all__ = [
     "DEFAULT_PAD_VALUES",
     "PAD_KEYWORDS",
@@ -313,13 +311,23 @@ def resolve_options(
         pad_values=MappingProxyType(values),  # read-only: cached instances are shared
         main_key=main_key,
         truncation="longest_first" if not truncate else strategy,
-        template=read_template(tokenizer) if truncate and tokenizer is not None else None,
+        template=_template(tokenizer) if truncate and tokenizer is not None else None,
     )
     if key is not None:
         if len(_OPTIONS_CACHE) >= _OPTIONS_CACHE_SIZE:
             _OPTIONS_CACHE.clear()
         _OPTIONS_CACHE[key] = options
     return options
+
+
+_TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
+
+
+def _template(tokenizer: Any) -> Any:
+    """The tokenizer's special-token template (`fastpad._truncate`, imported when first used)."""
+    from ._truncate import read_template
+
+    return read_template(tokenizer)
 
 
 def _lengths(
@@ -340,7 +348,7 @@ def _lengths(
         strategy = _strategy(
             truncation,
             "truncation",
-            {name: name for name in (*STRATEGIES, "do_not_truncate")},
+            {name: name for name in _TRUNCATION_STRATEGIES},
         )
     truncate = strategy != "do_not_truncate"
     length = _int_option(max_length, "max_length")

@@ -24,7 +24,6 @@ from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, r
 from ._pad import _stack_scalars, measure_fields, pack_into, pad_inputs
 from ._ragged_transfer import ITEMSIZES, RaggedPlan, expand_outputs, pack_flat, plan_ragged
 from ._ring import Layout, Part, PinnedRing, Slot, aligned, slot_layout
-from ._truncate import cut_template_rows
 
 __all__ = ["Packer", "PackerStats"]
 
@@ -294,6 +293,8 @@ class Packer:
             fields=list(inputs.fields),
         )
         if options.template is not None or options.truncation == "only_second":
+            from ._truncate import cut_template_rows  # imported when first needed
+
             inputs = cut_template_rows(inputs, options)
         if not self._cuda:
             return self._on_cpu(inputs, options, threads)

@@ -14,7 +14,6 @@ from ._batch import Batch
 from ._inputs import Inputs, normalize_inputs
 from ._options import PadOptions, require_torch, resolve_options
 from ._scalars import python_scalars, stack_scalars
-from ._truncate import cut_template_rows
 
 __all__ = ["Allocator", "default_threads", "pad", "pad_inputs"]
 
@@ -256,6 +255,8 @@ def pad(
         fields=list(inputs.fields),
     )
     if options.template is not None or options.truncation == "only_second":
+        from ._truncate import cut_template_rows  # imported when first needed
+
         inputs = cut_template_rows(inputs, options)
     batch = pad_inputs(inputs, options, threads=threads)
     if defaults and list_rows and "input_ids" in options.pad_values:

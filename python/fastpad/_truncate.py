@@ -41,8 +41,6 @@ from ._ragged import Ragged
 
 __all__ = ["Layout", "Template", "cut_template_rows", "match_layout", "read_template"]
 
-STRATEGIES = ("longest_first", "only_first", "only_second")
-
 
 @dataclass(frozen=True)
 class Layout:

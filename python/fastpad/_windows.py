@@ -16,7 +16,6 @@ from ._inputs import normalize_inputs
 from ._options import require_torch, resolve_tokenizer
 from ._pad import pad
 from ._ragged import Ragged
-from ._truncate import match_layout, read_template
 
 __all__ = ["window_bounds", "windows"]
 
@@ -72,6 +71,8 @@ def _template_ends(
     """The tokenizer's single-text prefix and suffix when every row carries them (the rows of
     ``tokenizer(texts)``), None when no row does; a ValueError for a mix, for pair rows and for a
     template with non-zero type ids (windows writes all-zero token_type_ids)."""
+    from ._truncate import match_layout, read_template  # imported when first needed
+
     template = read_template(tokenizer)
     layout = template.single if template is not None else None
     if layout is None or layout.specials == 0 or lengths.size == 0:

@@ -18,7 +18,6 @@ from ._batch import Batch
 from ._inputs import Field, Inputs, normalize_inputs
 from ._options import PAD_KEYWORDS, PadOptions, check_keywords, require_torch, resolve_options
 from ._scalars import python_scalars, stack_scalars
-from ._truncate import cut_template_rows
 
 __all__ = ["pad", "pad_inputs"]
 
@@ -217,6 +216,8 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
         # Rows that carry the tokenizer's template are cut as the tokenizer cuts them (the same
         # code as fastpad.pad: the oracle of that is the tokenizer itself, see
         # tests/test_truncation_parity.py); the plain cut of the other rows is written below.
+        from ._truncate import cut_template_rows
+
         inputs = cut_template_rows(inputs, options)
     names = [key for key, field in inputs.fields.items() if field.kind != "scalars"]
     if not names:
