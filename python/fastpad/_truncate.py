@@ -377,13 +377,13 @@ def cut_template_rows(inputs: Inputs, options: Any) -> Inputs:
         lengths = np.diff(main.data.offsets)
         long_rows = np.flatnonzero(lengths > max_length).tolist()
     else:
-        long_rows = []
-        for row, values in enumerate(main.data):
-            try:
-                if len(values) > max_length:
-                    long_rows.append(row)
-            except TypeError:  # not a sized row: the core reports it
-                continue
+        try:
+            lengths_list = list(map(len, main.data))
+        except TypeError:  # a row that is not sized: the core reports it
+            return inputs
+        if not lengths_list or max(lengths_list) <= max_length:
+            return inputs
+        long_rows = [row for row, length in enumerate(lengths_list) if length > max_length]
     if not long_rows:
         return inputs
     padded = {key: field for key, field in inputs.fields.items() if field.kind != "scalars"}
