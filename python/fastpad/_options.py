@@ -79,9 +79,10 @@ class PadOptions:
     pin_memory: bool
     pad_values: Mapping[str, int]
     main_key: str
-    # How rows that carry the tokenizer's special-token template are cut (see _truncate.py):
-    # "longest_first", "only_first" or "only_second"; template None: every row is cut plainly.
-    truncation: str = "longest_first"
+    # How rows that carry the tokenizer's special-token template (read when truncating with a
+    # tokenizer) are cut, see _truncate.py: "longest_first", "only_first", "only_second" or
+    # "do_not_truncate"; template None: every row is cut plainly.
+    truncation: str = "do_not_truncate"
     template: Any = None
 
 
@@ -310,7 +311,7 @@ def resolve_options(
         pin_memory=pin,
         pad_values=MappingProxyType(values),  # read-only: cached instances are shared
         main_key=main_key,
-        truncation="longest_first" if not truncate else strategy,
+        truncation=strategy,
         template=_template(tokenizer) if truncate and tokenizer is not None else None,
     )
     if key is not None:
