@@ -371,3 +371,27 @@ def test_strategy_names_and_enums(tokenizer: Any) -> None:
     short = tokenizer(_texts([2], seed=11))
     batch = fastpad.pad(short, tokenizer=tokenizer, truncation="only_second", max_length=50)
     assert batch["input_ids"].tolist() == short["input_ids"]
+
+
+def test_rows_with_and_without_the_template_in_one_batch(tokenizer: Any) -> None:
+    """Each row is judged alone: template rows as the tokenizer cuts, the others as they are."""
+    texts = _texts([14, 12, 2], seed=12)
+    with_specials = tokenizer(texts)["input_ids"]
+    plain = tokenizer(texts, add_special_tokens=False)["input_ids"]
+    expected = tokenizer(texts, truncation=True, max_length=6)["input_ids"]
+    batch = fastpad.pad(
+        [with_specials[0], plain[1], with_specials[2]],
+        tokenizer=tokenizer,
+        truncation=True,
+        max_length=6,
+        return_tensors="np",
+    )
+    ids = batch["input_ids"].tolist()
+    assert ids[0] == expected[0]
+    assert ids[1] == plain[1][:6]
+    assert ids[2][: len(expected[2])] == expected[2]
+    # A special_tokens_mask that does not mark the special positions: not the template.
+    fields = tokenizer(texts[:1], return_special_tokens_mask=True)
+    fields["special_tokens_mask"] = [[0] * len(fields["input_ids"][0])]
+    batch = fastpad.pad(fields, tokenizer=tokenizer, truncation=True, max_length=6)
+    assert batch["input_ids"].tolist() == [fields["input_ids"][0][:6]]
