@@ -395,3 +395,23 @@ def test_rows_with_and_without_the_template_in_one_batch(tokenizer: Any) -> None
     fields["special_tokens_mask"] = [[0] * len(fields["input_ids"][0])]
     batch = fastpad.pad(fields, tokenizer=tokenizer, truncation=True, max_length=6)
     assert batch["input_ids"].tolist() == [fields["input_ids"][0][:6]]
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("ragged_transfer", [False, True])
+def test_packer_on_cuda(tokenizer: Any, ragged_transfer: bool) -> None:
+    """The CUDA Packer (padded and ragged transfers) cuts as the tokenizer does."""
+    import torch
+
+    texts = _texts([10, 2, 7], seed=13)
+    pairs = _texts([4, 9, 1], seed=14)
+    expected = tokenizer(
+        texts, pairs, truncation=True, max_length=9, padding=True, return_tensors="pt"
+    )
+    packer = fastpad.Packer(
+        "cuda", tokenizer=tokenizer, truncation=True, max_length=9, ragged_transfer=ragged_transfer
+    )
+    actual = packer(tokenizer(texts, pairs))
+    torch.cuda.synchronize()
+    for key, value in expected.items():
+        assert torch.equal(actual[key].cpu(), value), key
