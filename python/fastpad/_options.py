@@ -80,6 +80,11 @@ class PadOptions:
     pin_memory: bool
     pad_values: Mapping[str, int]
     main_key: str
+    # How rows that carry the tokenizer's special-token template (read when truncating with a
+    # tokenizer) are cut, see _truncate.py: "longest_first", "only_first", "only_second" or
+    # "do_not_truncate"; template None: every row is cut plainly.
+    truncation: str = "do_not_truncate"
+    template: Any = None
 
 
 def _strategy(value: Any, name: str, allowed: dict[str, Any]) -> Any:
@@ -332,9 +337,10 @@ def resolve_options(
                 return cached
     tokenizer = resolve_tokenizer(tokenizer)
     # Checked in this order, so that a call with several bad options always reports the same one.
-    padding_code, length, truncate, multiple = _lengths(
+    padding_code, length, strategy, multiple = _lengths(
         tokenizer, padding, max_length, truncation, pad_to_multiple_of
     )
+    truncate = strategy != "do_not_truncate"
     pad_left = _side(padding_side, "padding_side", getattr(tokenizer, "padding_side", "right"))
     truncate_left = _side(
         truncation_side, "truncation_side", getattr(tokenizer, "truncation_side", "right")
@@ -362,6 +368,8 @@ def resolve_options(
         pin_memory=pin,
         pad_values=MappingProxyType(values),  # read-only: cached instances are shared
         main_key=main_key,
+        truncation=strategy,
+        template=_template(tokenizer) if truncate and tokenizer is not None else None,
     )
     if key is not None and (
         tokenizer_state is None or _pad_token_in_vocabulary(tokenizer, tokenizer_state, options)
@@ -372,10 +380,20 @@ def resolve_options(
     return options
 
 
+_TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
+
+
+def _template(tokenizer: Any) -> Any:
+    """The tokenizer's special-token template (`fastpad._truncate`, imported when first used)."""
+    from ._truncate import read_template
+
+    return read_template(tokenizer)
+
+
 def _lengths(
     tokenizer: Any, padding: Any, max_length: Any, truncation: Any, pad_to_multiple_of: Any
-) -> tuple[int, int | None, bool, int | None]:
-    """Padding code, max_length (None: none), whether to truncate, pad_to_multiple_of."""
+) -> tuple[int, int | None, str, int | None]:
+    """Padding code, max_length (None: none), truncation strategy, pad_to_multiple_of."""
     if padding is True:
         padding_code = _PADDING["longest"]
     elif padding is False:
@@ -383,15 +401,16 @@ def _lengths(
     else:
         padding_code = _strategy(padding, "padding", _PADDING)
     if truncation is None or truncation is False:
-        truncate = False
+        strategy = "do_not_truncate"
     elif truncation is True:
-        truncate = True
+        strategy = "longest_first"
     else:
-        truncate = _strategy(
+        strategy = _strategy(
             truncation,
             "truncation",
-            {"longest_first": True, "only_first": True, "do_not_truncate": False},
+            {name: name for name in _TRUNCATION_STRATEGIES},
         )
+    truncate = strategy != "do_not_truncate"
     length = _int_option(max_length, "max_length")
     if length is not None and length < 0:
         raise ValueError(f"fastpad.pad: max_length must be >= 0, got {length}")
@@ -407,7 +426,7 @@ def _lengths(
             raise ValueError("fastpad.pad: truncation=True needs max_length")
         else:
             raise ValueError("fastpad.pad: padding='max_length' needs max_length")
-    return padding_code, length, truncate, multiple
+    return padding_code, length, strategy, multiple
 
 
 def _pad_values(

@@ -343,6 +343,10 @@ class Packer:
             pin_memory=False,  # the packer pins its own ring
             fields=list(inputs.fields),
         )
+        if options.template is not None or options.truncation == "only_second":
+            from ._truncate import cut_template_rows  # imported when first needed
+
+            inputs = cut_template_rows(inputs, options)
         if not self._cuda:
             return self._on_cpu(inputs, options, threads)
         with self._lock:

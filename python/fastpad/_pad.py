@@ -186,8 +186,13 @@ def pad(
         of one length.
     max_length : int, optional
         Padding length for ``padding="max_length"`` and truncation length.
-    truncation : bool, default False
-        Cut rows longer than `max_length` (every field of a row the same way). Without it a row
+    truncation : bool or {"longest_first", "only_first", "only_second"}, default False
+        Cut rows longer than `max_length`, every field of a row at the same positions. Rows that
+        carry the `tokenizer`'s special-token template (``tokenizer(texts[, pairs])``) are cut as
+        ``tokenizer(..., truncation=..., max_length=...)`` cuts them: special tokens kept, the
+        segments trimmed per strategy (True is "longest_first"); a ValueError naming the row
+        where the tokenizer raises. Other rows (``add_special_tokens=False``, no tokenizer) are
+        cut as they are ("only_second" is a ValueError for them). Without truncation a row
         longer than `max_length` with ``padding="max_length"`` is a ValueError.
     pad_to_multiple_of : int, optional
         Round the padded length up to a multiple of this.
@@ -226,7 +231,9 @@ def pad(
         Tokens that are not ints (None, str, float, bool), rows that are not sequences.
     ValueError
         Bad options, nesting too deep, fields of different lengths within a row, bad offsets,
-        rows longer than `max_length` with ``padding="max_length"`` and no truncation.
+        rows longer than `max_length` with ``padding="max_length"`` and no truncation, a
+        truncation the tokenizer would refuse (see `truncation`), a `max_length` below the
+        number of special tokens of a row that carries the template.
     OverflowError
         A value that does not fit `dtype`.
 
@@ -285,6 +292,10 @@ def pad(
         pin_memory=pin_memory,
         fields=list(inputs.fields),
     )
+    if options.template is not None or options.truncation == "only_second":
+        from ._truncate import cut_template_rows  # imported when first needed
+
+        inputs = cut_template_rows(inputs, options)
     batch = pad_inputs(inputs, options, threads=threads)
     if defaults and list_rows and "input_ids" in options.pad_values:
         # Only after a successful call: the next ones take _pad_list_rows.
