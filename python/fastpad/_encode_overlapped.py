@@ -134,6 +134,8 @@ def _batches(
     rows_limit: int | None,
 ) -> list[npt.NDArray[np.int64]]:
     """Positions of the inputs of each batch, in the order the loop runs them."""
+    if not inputs:
+        return []
     if max_tokens is not None:
         lengths = _token_counts(model, inputs, prompt)
         return plan_batches(lengths, max_tokens=max_tokens, max_batch_size=rows_limit)
