@@ -214,4 +214,3 @@ def test_overlapped_loop_pays_the_longer_of_host_prep_and_model_step() -> None:
             break
     else:
         pytest.fail("no overlap in 3 attempts: " + "; ".join(attempts))
-
