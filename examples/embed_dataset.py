@@ -204,7 +204,7 @@ class Embedder:
         )
         device = None if self.device == "cpu" else self.device
         with torch.inference_mode():
-            batches = _token_batches(
+            batches = fastpad.token_batches(
                 encoded, max_tokens=self.max_tokens, tokenizer=self.tokenizer, device=device
             )
             for rows, batch in batches:
@@ -232,15 +232,6 @@ class Embedder:
                 EMBEDDING_COLUMN: pa.FixedSizeListArray.from_arrays(flat, self.dimension),
             }
         )
-
-
-def _token_batches(encoded: Any, *, max_tokens: int, tokenizer: Any, device: str | None) -> Any:
-    """``fastpad.token_batches(encoded, max_tokens=..., tokenizer=..., device=...)``."""
-    lengths = [len(ids) for ids in encoded["input_ids"]]
-    for rows in fastpad.plan_batches(lengths, max_tokens=max_tokens):
-        picked = {key: [values[row] for row in rows] for key, values in encoded.items()}
-        batch = fastpad.pad(picked, tokenizer=tokenizer)
-        yield rows, (batch if device is None else {k: v.to(device) for k, v in batch.items()})
 
 
 def embed_dataset(
