@@ -173,10 +173,12 @@ def _overlapped_inference(
             "device": device,
             **kwargs,
         }
-        texts_only = all(isinstance(item, str) for item in inputs)
-        if model._can_flatten_inputs() or (max_tokens is not None and not texts_only):
-            # Padding-free batches interleave lengths, and a token budget needs token counts of
-            # texts: the model's own loop, unchanged.
+        countable = callable(getattr(model, "tokenizer", None)) and all(
+            isinstance(item, str) for item in inputs
+        )
+        if model._can_flatten_inputs() or (max_tokens is not None and not countable):
+            # Padding-free batches interleave lengths, and a token budget needs the token counts
+            # of texts from the model's tokenizer: the model's own loop, unchanged.
             return model._inference(inputs, **arguments)
         target = model._resolve_inference_device(device)
         if target.type == "hpu":  # HPU graphs pad every batch to a power of two: its own loop
@@ -341,9 +343,11 @@ def encode_overlapped(
     Anything else is raised as ``model.encode`` raises it. Where fastpad's loop would not
     reproduce the model's own, the model's loop runs, unchanged (and `max_tokens` does not
     apply): a model class with its own ``encode`` or ``_inference``, padding-free flattened
-    inputs, an HPU, inputs that are not texts (with `max_tokens`), a multi-process pool or a
-    list of devices, and a sentence-transformers release whose ``encode`` hands its loop other
-    arguments than 6.x does.
+    inputs, an HPU, inputs that are not texts or a model without a tokenizer (with
+    `max_tokens`), a multi-process pool or a list of devices, and a sentence-transformers
+    release whose ``encode`` hands its loop other arguments than 6.x does. With `max_tokens`
+    and ``output_value=None``, each row's padded fields (``input_ids``, ``token_embeddings``...)
+    are padded to its own batch's length, which differs from ``encode``'s batches.
 
     Examples
     --------
