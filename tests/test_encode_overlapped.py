@@ -301,6 +301,17 @@ def test_padding_free_models_run_their_own_loop(
     assert (loop.prefetches, loop.own_loop_calls) == (0, 2)
 
 
+def test_text_pairs_with_a_budget_run_the_models_own_loop(model: Any, loop: Loop) -> None:
+    pairs = [("A question?", "An answer that is longer than the question."), ("Hi", "there")]
+    got = fastpad.encode_overlapped(model, pairs, max_tokens=64)
+    assert (loop.prefetches, loop.own_loop_calls) == (0, 1)  # token counts are of texts
+    assert_same(got, model.encode(pairs))
+    loop.own_loop_calls = 0
+    got = fastpad.encode_overlapped(model, pairs)  # without a budget: fastpad's loop
+    assert (loop.prefetches, loop.own_loop_calls) == (1, 0)
+    assert_same(got, model.encode(pairs))
+
+
 def test_other_models_run_their_own_encode() -> None:
     class Encoder:
         def __init__(self) -> None:
