@@ -26,7 +26,12 @@ from ._encode_overlapped import encode_overlapped
 from ._flatten import flatten
 from ._packer import Packer, PackerStats
 from ._pad import default_threads, pad
-from ._patch_transformers import patch_transformers, transformers_patched, unpatch_transformers
+from ._patch_transformers import (
+    PatchWarning,
+    patch_transformers,
+    transformers_patched,
+    unpatch_transformers,
+)
 from ._plan import plan_batches
 from ._prefetch import Prefetcher, PrefetchStats, prefetch
 from ._ragged import Ragged
@@ -42,6 +47,7 @@ __all__ = [
     "DataCollatorWithPadding",
     "Packer",
     "PackerStats",
+    "PatchWarning",
     "PrefetchStats",
     "Prefetcher",
     "Ragged",

@@ -224,12 +224,17 @@ def token_batches(
         Shuffle the order of the batches (training); see `plan_batches`.
     seed : int, optional
         Seed of the shuffle.
-    tokenizer, padding, max_length, truncation, pad_to_multiple_of, padding_side, \
-truncation_side, return_attention_mask, return_tensors, pad_token_id, pad_values, dtype, \
-mask_dtype, pin_memory, threads
+    tokenizer, max_length, pad_to_multiple_of, padding_side, truncation_side, \
+return_attention_mask, pad_token_id, pad_values, dtype, mask_dtype, pin_memory, threads
         As in `fastpad.pad`, for every batch. The plan counts each row at its length after
         truncation and each batch at its padded length (`pad_to_multiple_of` included;
         ``padding="max_length"`` counts `max_length` per row).
+    padding : bool or str, default True
+        As in `fastpad.pad`.
+    truncation : bool or str, default False
+        As in `fastpad.pad`.
+    return_tensors : {"pt", "np"}, default "pt"
+        As in `fastpad.pad`.
     device : str or torch.device, optional
         None: each batch is padded by `fastpad.pad` when the loop asks for it. A device
         (``"cuda"``, ``"cuda:1"``, ``"cpu"``): batches are padded by a `Packer` on that device

@@ -110,9 +110,9 @@ def windows(
         Pad id; default the tokenizer's.
     tokenizer : transformers tokenizer, optional
         Supplies pad ids, sides, and whether ``token_type_ids`` are returned.
-    truncation_side : {"left", "right"}, optional
-        "left" cuts windows from the end of each row backwards (as the tokenizers crate does);
-        default the tokenizer's, else "right".
+    truncation_side : str or None, default None
+        ``"left"`` or ``"right"``; None: the tokenizer's, else ``"right"``. ``"left"`` cuts
+        windows from the end of each row backwards (as the tokenizers crate does).
     return_token_type_ids : bool, optional
         Add all-zero ``token_type_ids``; default: when the tokenizer's model takes them.
     **pad_kwargs

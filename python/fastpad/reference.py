@@ -183,7 +183,8 @@ def _row_length(row: Any, key: str, index: int) -> int:
             raise ValueError(
                 f"fastpad: row {index} of {key!r} is a {len(row.shape)}-D array (nesting too deep)"
             )
-        if "int" not in str(row.dtype):
+        kind = getattr(row.dtype, "kind", None)  # numpy: "i"/"u" in either byte order ('>i4')
+        if (kind not in ("i", "u")) if isinstance(kind, str) else "int" not in str(row.dtype):
             raise TypeError(f"fastpad: row {index} of {key!r} has dtype {row.dtype}")
         return int(row.shape[0])
     raise TypeError(
