@@ -158,6 +158,7 @@ def test_positional_and_renamed_arguments(model: Any, texts: list[str], loop: Lo
     calls = [
         ((texts, None, "query: ", 5), {}),
         ((), {"inputs": texts[:4]}),
+        ((), {"sentences": texts[:3]}),  # encode's deprecated name for inputs
         ((tuple(texts),), {}),
         ((array,), {}),
     ]
@@ -166,7 +167,7 @@ def test_positional_and_renamed_arguments(model: Any, texts: list[str], loop: Lo
         assert loop.own_loop_calls == 0
         assert_same(got, model.encode(*args, **kwargs))
         loop.own_loop_calls = 0
-    assert loop.prefetches == 4
+    assert loop.prefetches == 5
 
 
 def test_prompt_names_and_default_prompt(
