@@ -1,4 +1,4 @@
-"""fastpad.prefetch and fastpad.encode_overlapped: same results as the loop they replace, errors
+"""fastpad.prefetch: same results as the loop it replaces, errors
 where they happened, a thread that stops, and the overlap itself (host prep behind a stand-in
 model step that releases the GIL, as a GPU step does while the host waits for it)."""
 
@@ -214,36 +214,6 @@ def test_overlapped_loop_pays_the_longer_of_host_prep_and_model_step() -> None:
             break
     else:
         pytest.fail("no overlap in 3 attempts: " + "; ".join(attempts))
-
-
-def test_encode_overlapped_equals_sentence_transformers(sentences: list[str]) -> None:
-    st = pytest.importorskip("sentence_transformers")
-    from conftest import tokenizer_path
-
-    model = st.SentenceTransformer(tokenizer_path(), device="cpu")
-    texts = [f"{text} {index}" for index, text in enumerate(sentences[:12])]
-    for batch_size, normalize in ((4, False), (3, True)):
-        expected = model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=normalize, show_progress_bar=False
-        )
-        got = fastpad.encode_overlapped(
-            model, texts, batch_size=batch_size, normalize_embeddings=normalize
-        )
-        assert isinstance(got, np.ndarray) and got.dtype == expected.dtype
-        assert np.array_equal(got, expected)
-    with fastpad.transformers_patched():  # preprocess padded by fastpad: the same tensors
-        tensor = fastpad.encode_overlapped(model, texts, batch_size=8, convert_to_tensor=True)
-    expected_tensor = model.encode(
-        texts, batch_size=8, convert_to_tensor=True, show_progress_bar=False
-    )
-    assert torch.equal(tensor, expected_tensor)
-    assert fastpad.encode_overlapped(model, []).shape == (0,)
-    with pytest.raises(ValueError, match="batch_size"):
-        fastpad.encode_overlapped(model, texts, batch_size=0)
-    with pytest.raises(TypeError, match="sentence 1 is a int"):
-        fastpad.encode_overlapped(model, ["a", 1])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match="SentenceTransformer"):
-        fastpad.encode_overlapped(object(), texts)
 
 
 # -- errors and lifetimes (issue 26) ------------------------------------------------------------

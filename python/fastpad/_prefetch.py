@@ -1,4 +1,4 @@
-"""Host prep hidden behind the model: `fastpad.prefetch` and `fastpad.encode_overlapped`.
+"""Host prep hidden behind the model: `fastpad.prefetch`.
 
 A model loop on a GPU alternates host prep (tokenize, pad, pin, start the copy) and model work.
 When the loop reads results back every batch (``.cpu()``, ``.item()``, a loss logged), the GPU
@@ -7,10 +7,6 @@ prepares batches ``depth`` ahead in one background thread: batch k+1 is tokenize
 pinned memory and its copy started while the model runs batch k. The thread spends its time in
 the tokenizer's and fastpad's C++ code and in CUDA calls; the model's thread waits for the GPU
 with the GIL released, so both proceed.
-
-`encode_overlapped` is sentence-transformers' ``SentenceTransformer.encode`` loop (the same
-length-sorted batches, the same ``preprocess`` and forward, the same post-processing), with
-``preprocess`` and the host-to-device copy of batch k+1 run by `prefetch` while batch k runs.
 """
 
 from __future__ import annotations
@@ -23,11 +19,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import numpy as np
-
 from . import _ring
 
-__all__ = ["PrefetchStats", "Prefetcher", "encode_overlapped", "prefetch"]
+__all__ = ["PrefetchStats", "Prefetcher", "prefetch"]
 
 Item = TypeVar("Item")
 Prepared = TypeVar("Prepared")
@@ -438,134 +432,3 @@ def prefetch(
     [3, 4]
     """
     return Prefetcher(items, prepare, device, depth)
-
-
-def encode_overlapped(
-    model: Any,
-    sentences: Iterable[str],
-    *,
-    batch_size: int = 32,
-    normalize_embeddings: bool = False,
-    convert_to_tensor: bool = False,
-    depth: int = 2,
-) -> Any:
-    """``model.encode(sentences, ...)`` with host prep hidden behind the model.
-
-    sentence-transformers' own encode loop (the same length-sorted batches, ``preprocess``,
-    forward, normalization and unsorting) with each batch's ``preprocess`` and host-to-device
-    copy (pinned, ``non_blocking=True``) run by `prefetch` while the model runs the batch
-    before it. The embeddings equal ``model.encode(sentences, batch_size=batch_size,
-    normalize_embeddings=normalize_embeddings, convert_to_tensor=convert_to_tensor)``; with
-    ``fastpad.patch_transformers()`` active, ``preprocess`` pads with fastpad too.
-
-    Parameters
-    ----------
-    model : sentence_transformers.SentenceTransformer
-        The model, on the device it runs on.
-    sentences : iterable of str
-        Texts to embed.
-    batch_size : int, default 32
-        As in ``encode``.
-    normalize_embeddings : bool, default False
-        As in ``encode``.
-    convert_to_tensor : bool, default False
-        One ``[len(sentences), dim]`` tensor on the model's device instead of a numpy array.
-    depth : int, default 2
-        Batches prepared ahead (see `prefetch`).
-
-    Returns
-    -------
-    numpy.ndarray or torch.Tensor
-        The embeddings, in the order of `sentences`.
-
-    Raises
-    ------
-    ValueError
-        `batch_size` is not a positive int.
-    TypeError
-        `model` lacks the sentence-transformers methods this loop calls (``preprocess``,
-        ``_input_length``), or a sentence is not a str.
-
-    Notes
-    -----
-    A model this loop does not reproduce (one whose batches interleave lengths for
-    padding-free inputs, or with a default prompt) is run by its own ``encode``, unchanged.
-    The model's ``truncate_dim`` applies, as in ``encode``.
-
-    Examples
-    --------
-    >>> embeddings = fastpad.encode_overlapped(model, texts, batch_size=32)  # doctest: +SKIP
-    """
-    import torch
-
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(
-            f"fastpad.encode_overlapped: batch_size must be a positive int, got {batch_size!r}"
-        )
-    for name in ("preprocess", "_input_length"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(
-                f"fastpad.encode_overlapped: model must be a sentence_transformers."
-                f"SentenceTransformer (it has no {name}), got {type(model).__name__}"
-            )
-    texts = list(sentences)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(
-                f"fastpad.encode_overlapped: sentence {index} is a {type(text).__name__}, not a str"
-            )
-    can_flatten = getattr(model, "_can_flatten_inputs", None)
-    if (callable(can_flatten) and can_flatten()) or getattr(model, "default_prompt_name", None):
-        # Interleaved batches for padding-free inputs, or a prompt to prepend: run the model's
-        # own loop, unchanged.
-        return model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=normalize_embeddings,
-            convert_to_tensor=convert_to_tensor,
-            show_progress_bar=False,
-        )
-    convert_to_numpy = not convert_to_tensor
-    truncate_dim = getattr(model, "truncate_dim", None)
-    device = model.device
-    model.eval()
-    order = np.argsort([-model._input_length(text) for text in texts])
-    sorted_texts = [texts[index] for index in order]
-    chunks = [
-        sorted_texts[start : start + batch_size]
-        for start in range(0, len(sorted_texts), batch_size)
-    ]
-    on_cuda = device.type == "cuda"
-
-    def prepare(chunk: list[str]) -> Any:
-        features = model.preprocess(chunk)
-        if not on_cuda:
-            return features
-        # Pinned here; prefetch then copies each tensor with non_blocking=True (the host goes on
-        # while the copy runs), on the current stream of the model's device.
-        return {
-            key: value.pin_memory() if isinstance(value, torch.Tensor) else value
-            for key, value in features.items()
-        }
-
-    embeddings: list[Any] = []
-    target = device if device.type != "cpu" else None
-    with torch.inference_mode(), prefetch(chunks, prepare, device=target, depth=depth) as batches:
-        for features in batches:
-            output = model(features)["sentence_embedding"]
-            if truncate_dim is not None:
-                output = output[..., :truncate_dim]
-            if normalize_embeddings:
-                output = torch.nn.functional.normalize(output, p=2, dim=1)
-            if convert_to_numpy:
-                output = output.cpu()
-            embeddings.extend(output)
-    unsorted = [embeddings[index] for index in np.argsort(order)]
-    if not unsorted:
-        return np.array([]) if convert_to_numpy else torch.tensor([], device=device)
-    stacked = torch.stack(unsorted)
-    if convert_to_numpy:
-        if stacked.dtype == torch.bfloat16:
-            stacked = stacked.float()
-        return stacked.cpu().numpy()
-    return stacked
