@@ -27,7 +27,7 @@ Item = TypeVar("Item")
 Prepared = TypeVar("Prepared")
 
 # How long `Prefetcher.close` waits, by default, for a `prepare` in progress to finish (seconds).
-CLOSE_TIMEOUT_S = 10.0
+CLOSE_TIMEOUT_S = 10.0  # also close()'s default, written out in its signature for the reference
 
 
 @dataclass(frozen=True)
@@ -316,7 +316,7 @@ class Prefetcher(Generic[Prepared]):
         self._shared.shut()
         self._thread.join(CLOSE_TIMEOUT_S)
 
-    def close(self, timeout: float | None = CLOSE_TIMEOUT_S) -> None:
+    def close(self, timeout: float | None = 10.0) -> None:
         """Stop the background thread and drop the batches it prepared ahead.
 
         Once this returns, no batch the thread prepared is held by the queue, and the thread
