@@ -233,26 +233,89 @@ def start_infinity(model_dir: str, port: int) -> subprocess.Popen[bytes]:
 # -- the run -------------------------------------------------------------------------------------
 
 
-def deploy(example: ModuleType, serve: Any, port: int, args: argparse.Namespace) -> dict:
+def deploy(example: ModuleType, args: argparse.Namespace) -> dict[str, Server]:
+    """Serve (HTTP on 127.0.0.1, a free port) and the example's applications named in
+    ``args.servers``, one replica each."""
+    from ray import serve
+
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
     servers = {}
     for name in args.servers:
         if name not in SERVERS:
             continue
-        options = SERVERS[name]
         application = example.EmbeddingDeployment.options(
             ray_actor_options={"num_cpus": args.replica_cpus}
         ).bind(
             max_batch_size=args.max_batch_size,
             max_batch_tokens=args.max_batch_tokens,
             max_gather_tokens=args.max_gather_tokens,
-            **options,
+            **SERVERS[name],
         )
         serve.run(application, name=f"embed-{name}", route_prefix=f"/{name}")
         servers[name] = Server(name, f"http://127.0.0.1:{port}/{name}")
     return servers
 
 
+def measure(
+    example: ModuleType, servers: dict[str, Server], args: argparse.Namespace
+) -> dict[str, Any]:
+    """The checks (same embeddings, bad bodies) and the load rounds against `servers`."""
+    from ray import serve
+
+    handles = {name: serve.get_app_handle(f"embed-{name}") for name in servers if name in SERVERS}
+    texts = mixed_texts(args.requests, seed=args.seed)
+    check = mixed_texts(args.check, seed=args.seed + 1)
+    figures: dict[str, Any] = {"servers": {}, "texts": texts_summary(example, texts)}
+
+    # Same answers: the check texts sent concurrently (so batched) to every server.
+    answers = {
+        name: closed_loop(server, check, args.clients)[2] for name, server in servers.items()
+    }
+    reference = next(iter(servers))
+    differences = {
+        name: float(np.abs(answers[name] - answers[reference]).max()) for name in servers
+    }
+    figures["reference"] = reference
+    figures["max_difference"] = differences
+    for name, difference in differences.items():
+        if difference > ATOL:
+            raise AssertionError(f"{name}: embeddings differ from {reference}'s by {difference}")
+    figures["bad_bodies"] = {name: check_bad_bodies(servers[name]) for name in handles}
+
+    for server in servers.values():  # warm-up: the first batches allocate
+        closed_loop(server, texts[: args.clients], args.clients)
+    before = {name: handle.stats.remote().result() for name, handle in handles.items()}
+    rates: dict[str, list[float]] = {name: [] for name in servers}
+    latencies: dict[str, list[float]] = {name: [] for name in servers}
+    load = []
+    for _ in range(args.rounds):
+        for name, server in servers.items():
+            elapsed, times, _ = closed_loop(server, texts, args.clients)
+            rates[name].append(len(texts) / elapsed)
+            latencies[name] += times
+            load.append(os.getloadavg()[0])
+    after = {name: handle.stats.remote().result() for name, handle in handles.items()}
+    for name in servers:
+        p50, p99 = np.percentile(latencies[name], [50, 99])
+        entry: dict[str, Any] = {
+            "requests_per_s": rates[name],
+            "p50_s": float(p50),
+            "p99_s": float(p99),
+        }
+        if name in handles:
+            counters = ("calls", "model_calls", "rows", "cells", "tokens", "model_s", "turns")
+            entry["replica"] = {
+                key: after[name][key] - before[name][key] for key in counters if key in after[name]
+            }
+            entry["replica"]["torch_threads"] = after[name]["torch_threads"]
+        figures["servers"][name] = entry
+    figures["load_average"] = load
+    return figures
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """A local Ray (unless one runs), the servers, `measure`; everything stopped after."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.getLogger("ray.serve").setLevel(logging.WARNING)
     import ray
@@ -264,65 +327,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         example.init_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
     infinity = None
     try:
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        servers = deploy(example, serve, port, args)
-        handles = {name: serve.get_app_handle(f"embed-{name}") for name in servers}
+        servers = deploy(example, args)
         if "infinity" in args.servers:
             infinity_port = free_port()
             infinity = start_infinity(example.default_model_dir(), infinity_port)
             servers["infinity"] = Server(
                 "infinity", f"http://127.0.0.1:{infinity_port}/embeddings", "minilm"
             )
-        texts = mixed_texts(args.requests, seed=args.seed)
-        check = mixed_texts(args.check, seed=args.seed + 1)
-        figures: dict[str, Any] = {"servers": {}, "texts": texts_summary(example, texts)}
-
-        # Same answers: the check texts sent concurrently (batched) to every server.
-        answers = {
-            name: closed_loop(server, check, args.clients)[2] for name, server in servers.items()
-        }
-        reference = next(iter(servers))
-        differences = {
-            name: float(np.abs(answers[name] - answers[reference]).max()) for name in servers
-        }
-        figures["reference"] = reference
-        figures["max_difference"] = differences
-        for name, difference in differences.items():
-            if difference > ATOL:
-                raise AssertionError(
-                    f"{name}: embeddings differ from {reference}'s by {difference}"
-                )
-        figures["bad_bodies"] = {name: check_bad_bodies(servers[name]) for name in handles}
-
-        for server in servers.values():  # warm-up: the first batches allocate
-            closed_loop(server, texts[: args.clients], args.clients)
-        before = {name: handle.stats.remote().result() for name, handle in handles.items()}
-        rates: dict[str, list[float]] = {name: [] for name in servers}
-        latencies: dict[str, list[float]] = {name: [] for name in servers}
-        load = []
-        for _ in range(args.rounds):
-            for name, server in servers.items():
-                elapsed, times, _ = closed_loop(server, texts, args.clients)
-                rates[name].append(len(texts) / elapsed)
-                latencies[name] += times
-                load.append(os.getloadavg()[0])
-        after = {name: handle.stats.remote().result() for name, handle in handles.items()}
-        for name in servers:
-            p50, p99 = np.percentile(latencies[name], [50, 99])
-            entry: dict[str, Any] = {
-                "requests_per_s": rates[name],
-                "p50_s": float(p50),
-                "p99_s": float(p99),
-            }
-            if name in handles:
-                entry["replica"] = {
-                    key: after[name][key] - before[name][key] for key in after[name]
-                }
-                entry["replica"]["torch_threads"] = after[name]["torch_threads"]
-            figures["servers"][name] = entry
-        figures["load_average"] = load
-        return figures
+        return measure(example, servers, args)
     finally:
         if infinity is not None:
             infinity.terminate()

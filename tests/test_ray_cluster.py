@@ -1,13 +1,15 @@
 """fastpad.ray and the Ray Serve example on a real local Ray instance.
 
-One local Ray (2 CPUs, no dashboard) per module, started by the first test and shut down after
-the last. Ray Data: text -> `Tokenize` in Ray workers (tasks and actors) -> `Collate` in
-``iter_torch_batches`` (in the driver, and inside a Ray task as Ray Train does) equals the
-tokenizer's padded call, row for row. Ray Serve (examples/serve_embeddings.py): a bounded
-number of HTTP requests (32, 16 at a time, each with a timeout) to 127.0.0.1 only; every
-embedding equals a direct model call on that sentence alone.
+One local Ray (2 CPUs, no dashboard, every port on 127.0.0.1: the example's `init_ray`) per
+module, started by the first test and shut down after the last. Ray Data: text -> `Tokenize` in
+Ray workers (tasks and actors) -> `Collate` in ``iter_torch_batches`` (in the driver, and inside
+a Ray task as Ray Train does) equals the tokenizer's padded call, row for row. Ray Serve
+(examples/serve_embeddings.py, deployed by benchmarks/serve_load.py in both modes: tokens and
+count): bounded numbers of HTTP requests (each with a timeout) to 127.0.0.1 only; every
+embedding equals a direct model call on that sentence alone; bad bodies get 400; the
+``serve_load.py --quick`` smoke run.
 
-The Ray Data tests run first: the Serve replica holds one of the two CPUs until the end.
+The Ray Data tests run first: the two Serve replicas hold the two CPUs until the end.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -56,6 +57,7 @@ pytestmark = [
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "serve_embeddings.py"
+SERVE_LOAD = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
 REQUESTS = 32
 CLIENTS = 16
 TIMEOUT_S = 60.0
@@ -65,21 +67,19 @@ TIMEOUT_S = 60.0
 ATOL = 1e-5
 
 
-def load_example() -> ModuleType:
-    """examples/serve_embeddings.py as a module (not in sys.modules: Ray pickles it by value)."""
-    if not EXAMPLE.is_file():
-        pytest.fail(f"{EXAMPLE} not found: the tests expect examples/ next to tests/")
-    spec = importlib.util.spec_from_file_location("fastpad_serve_embeddings_example", EXAMPLE)
+def load_module(path: Path, name: str) -> ModuleType:
+    """A script as a module (not in sys.modules: Ray pickles its classes by value)."""
+    if not path.is_file():
+        pytest.fail(f"{path} not found: the tests expect examples/ and benchmarks/ next to tests/")
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def load_example() -> ModuleType:
+    return load_module(EXAMPLE, "fastpad_serve_embeddings_example")
 
 
 @pytest.fixture(scope="module")
@@ -88,18 +88,12 @@ def example() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    """One local Ray instance for the module: 2 CPUs, no dashboard, quiet."""
+def ray_local(example: ModuleType) -> Iterator[Any]:
+    """One local Ray instance for the module: 2 CPUs, no dashboard, on 127.0.0.1, quiet."""
     import ray
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # inherited by the worker processes
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    example.init_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -107,27 +101,6 @@ def ray_local() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def served(ray_local: Any, example: ModuleType) -> Iterator[dict[str, Any]]:
-    """The example application on 127.0.0.1 (a free port); Serve is shut down after the module."""
-    from ray import serve
-
-    try:
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(
-            example.EmbeddingDeployment.bind(batch_wait_timeout_s=0.05),
-            name="embeddings",
-            route_prefix="/embed",
-        )
-        yield {
-            "url": f"http://127.0.0.1:{port}/embed",
-            "handle": serve.get_app_handle("embeddings"),
-        }
-    finally:
-        serve.shutdown()
 
 
 def post(url: str, body: bytes) -> tuple[int, Any]:
@@ -266,46 +239,143 @@ def test_pipeline_in_actors_consumed_in_a_ray_task(
 # -- Ray Serve ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def serve_load() -> ModuleType:
+    return load_module(SERVE_LOAD, "fastpad_serve_load_benchmark")
+
+
+@pytest.fixture(scope="module")
+def served(ray_local: Any, serve_load: ModuleType) -> Iterator[dict[str, Any]]:
+    """The example in both modes (``serve_load.py --quick``'s settings) on 127.0.0.1; Serve is
+    shut down after the module."""
+    from ray import serve
+
+    args = serve_load.parse_args(["--quick"])
+    example = serve_load.load_example()
+    try:
+        servers = serve_load.deploy(example, args)
+        handles = {name: serve.get_app_handle(f"embed-{name}") for name in servers}
+        yield {"args": args, "example": example, "servers": servers, "handles": handles}
+    finally:
+        serve.shutdown()
+
+
+def ray_listening_addresses() -> dict[str, str]:
+    """``address:port -> process name`` of every TCP socket listening in this process and the
+    processes it started (gcs_server, raylet, workers, agents)."""
+    import psutil
+
+    me = psutil.Process()
+    processes = {process.pid: process for process in [me, *me.children(recursive=True)]}
+    listening = {}
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.pid in processes:
+            address = f"{connection.laddr.ip}:{connection.laddr.port}"
+            try:
+                listening[address] = processes[connection.pid].name()
+            except psutil.NoSuchProcess:
+                continue
+    return listening
+
+
+def test_local_ray_listens_on_loopback_only(ray_local: Any) -> None:
+    listening = ray_listening_addresses()
+    assert listening  # gcs_server and the raylet at least
+    elsewhere = {
+        address: name
+        for address, name in listening.items()
+        if address.rsplit(":", 1)[0] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+    }
+    assert not elsewhere, elsewhere
+
+
+@pytest.mark.parametrize("mode", ["tokens", "count"])
 def test_served_embeddings_equal_direct_model_calls(
-    served: dict[str, Any], example: ModuleType, embedder: Any, sentences: list[str]
+    served: dict[str, Any], mode: str, example: ModuleType, embedder: Any, sentences: list[str]
 ) -> None:
     base = list(dict.fromkeys(sentences))  # 8 distinct sentences, one of them empty
     texts = [base[index % len(base)] + f" {index}" * (index % 5) for index in range(REQUESTS)]
+    texts[3] = "padding " * 300  # 302 tokens: truncated to 256
     bodies = [json.dumps({"text": text}).encode() for text in texts]
+    handle = served["handles"][mode]
+    before = handle.stats.remote().result(timeout_s=TIMEOUT_S)
     with ThreadPoolExecutor(CLIENTS) as pool:
-        replies = list(pool.map(lambda body: post(served["url"], body), bodies))
+        replies = list(pool.map(lambda body: post(served["servers"][mode].url, body), bodies))
     assert [status for status, _ in replies] == [200] * len(texts)
     got = np.array([reply["embedding"] for _, reply in replies], dtype=np.float32)
     expected = direct_embeddings(example, embedder, texts)
     assert got.shape == (len(texts), 384)
     np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
-    stats = served["handle"].stats.remote().result(timeout_s=TIMEOUT_S)
-    assert stats["rows"] == len(texts)
+    after = handle.stats.remote().result(timeout_s=TIMEOUT_S)
+    assert after["rows"] - before["rows"] == len(texts)
     # Concurrent requests were batched, so rows of different lengths were padded together.
-    assert stats["max_batch"] > 1, stats
-    assert stats["batches"] < len(texts), stats
+    assert after["max_rows"] > 1, after
+    assert after["model_calls"] - before["model_calls"] < len(texts), after
 
 
-def test_bad_requests_get_400(served: dict[str, Any]) -> None:
-    assert post(served["url"], b'{"text": 5}')[0] == 400
-    assert post(served["url"], b"not json")[0] == 400
-    status, reply = post(served["url"], b'{"text": "still serving"}')
-    assert status == 200 and len(reply["embedding"]) == 384
+def test_bad_requests_get_400(served: dict[str, Any], serve_load: ModuleType) -> None:
+    for server in served["servers"].values():
+        # Not JSON, no text, a number, a list, null, bytes that are not UTF-8: 400 each, then
+        # the next request is answered (raises otherwise).
+        assert serve_load.check_bad_bodies(server) == [400] * len(serve_load.BAD_BODIES)
+
+
+def test_serve_load_quick(
+    served: dict[str, Any], serve_load: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``benchmarks/serve_load.py --quick`` on the deployed servers: the same embeddings from
+    both modes, bad bodies refused, a few requests under load, the report printed."""
+    args = served["args"]
+    figures = serve_load.measure(served["example"], served["servers"], args)
+    serve_load.report(figures, args)
+    assert set(figures["servers"]) == {"tokens", "count"}
+    assert max(figures["max_difference"].values()) <= serve_load.ATOL
+    for entry in figures["servers"].values():
+        assert len(entry["requests_per_s"]) == args.rounds
+        assert entry["replica"]["rows"] == args.requests * args.rounds
+    assert "tokens / count:" in capsys.readouterr().out
 
 
 def test_example_matches_sentence_transformers(
     example: ModuleType, embedder: Any, sentences: list[str]
 ) -> None:
     """The example's pooling is sentence-transformers' for this model, truncation to 256 tokens
-    included; its fastpad path equals its tokenizer-padding path (in process, no Ray)."""
+    included, in every mode: count batches padded by fastpad or by the tokenizer (equal), and
+    token batches of the tokenized rows (in process, no Ray)."""
     sentence_transformers = pytest.importorskip("sentence_transformers")
     texts = [*dict.fromkeys(sentences), "padding " * 300]  # 302 tokens before truncation
     got = embedder.embed(texts)
+    rows = embedder.tokenize(texts)
+    by_tokens = embedder.embed_rows(rows)
     embedder.padding = "tokenizer"
     try:
         assert torch.equal(embedder.embed(texts), got)
+        by_tokens_tokenizer = embedder.embed_rows(rows)
     finally:
         embedder.padding = "fastpad"
     model = sentence_transformers.SentenceTransformer(example.default_model_dir(), device="cpu")
     expected = model.encode(texts, convert_to_numpy=True)
-    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=ATOL)
+    for embeddings in (got, by_tokens, by_tokens_tokenizer):
+        np.testing.assert_allclose(embeddings.numpy(), expected, rtol=0, atol=ATOL)
+
+
+def test_token_batches_stay_within_the_budget(example: ModuleType, embedder: Any) -> None:
+    """Every row once, in batches of at most max_batch_tokens padded cells (a longer row
+    alone), shortest batches first."""
+    texts = [("word " * (index * 7 % 90)).strip() for index in range(60)] + ["long " * 400]
+    rows = embedder.tokenize(texts)
+    embedder.max_batch_tokens = 512
+    try:
+        plan = list(embedder.token_batches(rows))
+    finally:
+        embedder.max_batch_tokens = 2048
+    seen = np.concatenate([positions for positions, _ in plan])
+    assert sorted(seen.tolist()) == list(range(len(rows)))
+    widths = []
+    for positions, batch in plan:
+        rows_in_batch, width = batch["input_ids"].shape
+        assert rows_in_batch == len(positions)
+        assert rows_in_batch * width <= 512 or rows_in_batch == 1
+        assert width == max(len(rows[index]["input_ids"]) for index in positions)
+        widths.append(width)
+    assert widths == sorted(widths)
