@@ -24,7 +24,7 @@ no text, a non-string text) get 400 and the server answers the next request.
 Run:  python benchmarks/serve_load.py                    (3 rounds x 320 requests, 64 clients)
       python benchmarks/serve_load.py --infinity         (and infinity-emb)
       python benchmarks/serve_load.py --quick            (a smoke run: a few requests, no peer)
-Only 127.0.0.1 is used. tests/test_ray_cluster.py runs the ``--quick`` form.
+Only 127.0.0.1 is used. benchmarks/test_serve_load.py runs the ``--quick`` form in CI.
 """
 
 from __future__ import annotations

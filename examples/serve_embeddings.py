@@ -194,7 +194,7 @@ class Embedder:
             batch = fastpad.pad(self.tokenize(texts), tokenizer=self.tokenizer)
         return self._run(batch)
 
-    def token_batches(self, rows: list[dict[str, list[int]]]) -> Iterator[tuple[np.ndarray, Any]]:
+    def token_batches(self, rows: list[dict[str, list[int]]]) -> list[tuple[np.ndarray, Any]]:
         """The rows in batches of at most `max_batch_tokens` padded cells, shortest first:
         ``(positions, padded batch)`` pairs."""
         if self.padding == "fastpad":
@@ -215,7 +215,7 @@ class Embedder:
                 )
             ]
         # The plan runs longest first; shortest first answers the most requests soonest.
-        return reversed(plan)
+        return plan[::-1]
 
     def embed_rows(self, rows: list[dict[str, list[int]]]) -> torch.Tensor:
         """Embeddings of tokenized rows (`tokenize`), in their order, run as token batches."""
@@ -279,8 +279,10 @@ class ModelThread:
             embedder = self.embedder
             embedder._counters["calls"] += 1
             embedder._counters["rows"] += len(taken)
-            plan = embedder.token_batches([row for row, _ in taken])
+            rows = [row for row, _ in taken]
             try:
+                # Planned and padded in the thread too: the event loop only takes and answers.
+                plan = await loop.run_in_executor(self.executor, embedder.token_batches, rows)
                 for positions, batch in plan:
                     embeddings = await loop.run_in_executor(self.executor, embedder._run, batch)
                     for position, embedding in zip(

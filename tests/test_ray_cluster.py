@@ -4,12 +4,12 @@ One local Ray (2 CPUs, no dashboard, every port on 127.0.0.1: the example's `ini
 module, started by the first test and shut down after the last. Ray Data: text -> `Tokenize` in
 Ray workers (tasks and actors) -> `Collate` in ``iter_torch_batches`` (in the driver, and inside
 a Ray task as Ray Train does) equals the tokenizer's padded call, row for row. Ray Serve
-(examples/serve_embeddings.py, deployed by benchmarks/serve_load.py in both modes: tokens and
-count): bounded numbers of HTTP requests (each with a timeout) to 127.0.0.1 only; every
-embedding equals a direct model call on that sentence alone; bad bodies get 400; the
-``serve_load.py --quick`` smoke run.
+(examples/serve_embeddings.py in its default mode, token batches): a bounded number of HTTP
+requests (32, 16 at a time, each with a timeout) to 127.0.0.1 only; every embedding equals a
+direct model call on that sentence alone; bad bodies get 400. Both modes under load, compared:
+benchmarks/test_serve_load.py (``serve_load.py --quick``).
 
-The Ray Data tests run first: the two Serve replicas hold the two CPUs until the end.
+The Ray Data tests run first: the Serve replica holds one of the two CPUs until the end.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -57,7 +58,6 @@ pytestmark = [
 ]
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "serve_embeddings.py"
-SERVE_LOAD = Path(__file__).resolve().parents[1] / "benchmarks" / "serve_load.py"
 REQUESTS = 32
 CLIENTS = 16
 TIMEOUT_S = 60.0
@@ -70,12 +70,18 @@ ATOL = 1e-5
 def load_module(path: Path, name: str) -> ModuleType:
     """A script as a module (not in sys.modules: Ray pickles its classes by value)."""
     if not path.is_file():
-        pytest.fail(f"{path} not found: the tests expect examples/ and benchmarks/ next to tests/")
+        pytest.fail(f"{path} not found: the tests expect examples/ next to tests/")
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def load_example() -> ModuleType:
@@ -240,22 +246,19 @@ def test_pipeline_in_actors_consumed_in_a_ray_task(
 
 
 @pytest.fixture(scope="module")
-def serve_load() -> ModuleType:
-    return load_module(SERVE_LOAD, "fastpad_serve_load_benchmark")
-
-
-@pytest.fixture(scope="module")
-def served(ray_local: Any, serve_load: ModuleType) -> Iterator[dict[str, Any]]:
-    """The example in both modes (``serve_load.py --quick``'s settings) on 127.0.0.1; Serve is
-    shut down after the module."""
+def served(ray_local: Any, example: ModuleType) -> Iterator[dict[str, Any]]:
+    """The example application (token batches) on 127.0.0.1 (a free port); Serve is shut down
+    after the module."""
     from ray import serve
 
-    args = serve_load.parse_args(["--quick"])
-    example = serve_load.load_example()
     try:
-        servers = serve_load.deploy(example, args)
-        handles = {name: serve.get_app_handle(f"embed-{name}") for name in servers}
-        yield {"args": args, "example": example, "servers": servers, "handles": handles}
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(example.build(), name="embeddings", route_prefix="/embed")
+        yield {
+            "url": f"http://127.0.0.1:{port}/embed",
+            "handle": serve.get_app_handle("embeddings"),
+        }
     finally:
         serve.shutdown()
 
@@ -289,18 +292,17 @@ def test_local_ray_listens_on_loopback_only(ray_local: Any) -> None:
     assert not elsewhere, elsewhere
 
 
-@pytest.mark.parametrize("mode", ["tokens", "count"])
 def test_served_embeddings_equal_direct_model_calls(
-    served: dict[str, Any], mode: str, example: ModuleType, embedder: Any, sentences: list[str]
+    served: dict[str, Any], example: ModuleType, embedder: Any, sentences: list[str]
 ) -> None:
     base = list(dict.fromkeys(sentences))  # 8 distinct sentences, one of them empty
     texts = [base[index % len(base)] + f" {index}" * (index % 5) for index in range(REQUESTS)]
     texts[3] = "padding " * 300  # 302 tokens: truncated to 256
     bodies = [json.dumps({"text": text}).encode() for text in texts]
-    handle = served["handles"][mode]
+    handle = served["handle"]
     before = handle.stats.remote().result(timeout_s=TIMEOUT_S)
     with ThreadPoolExecutor(CLIENTS) as pool:
-        replies = list(pool.map(lambda body: post(served["servers"][mode].url, body), bodies))
+        replies = list(pool.map(lambda body: post(served["url"], body), bodies))
     assert [status for status, _ in replies] == [200] * len(texts)
     got = np.array([reply["embedding"] for _, reply in replies], dtype=np.float32)
     expected = direct_embeddings(example, embedder, texts)
@@ -313,27 +315,12 @@ def test_served_embeddings_equal_direct_model_calls(
     assert after["model_calls"] - before["model_calls"] < len(texts), after
 
 
-def test_bad_requests_get_400(served: dict[str, Any], serve_load: ModuleType) -> None:
-    for server in served["servers"].values():
-        # Not JSON, no text, a number, a list, null, bytes that are not UTF-8: 400 each, then
-        # the next request is answered (raises otherwise).
-        assert serve_load.check_bad_bodies(server) == [400] * len(serve_load.BAD_BODIES)
-
-
-def test_serve_load_quick(
-    served: dict[str, Any], serve_load: ModuleType, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """``benchmarks/serve_load.py --quick`` on the deployed servers: the same embeddings from
-    both modes, bad bodies refused, a few requests under load, the report printed."""
-    args = served["args"]
-    figures = serve_load.measure(served["example"], served["servers"], args)
-    serve_load.report(figures, args)
-    assert set(figures["servers"]) == {"tokens", "count"}
-    assert max(figures["max_difference"].values()) <= serve_load.ATOL
-    for entry in figures["servers"].values():
-        assert len(entry["requests_per_s"]) == args.rounds
-        assert entry["replica"]["rows"] == args.requests * args.rounds
-    assert "tokens / count:" in capsys.readouterr().out
+def test_bad_requests_get_400(served: dict[str, Any]) -> None:
+    # Not JSON, no text, a number, a list, null, bytes that are not UTF-8: 400 each.
+    for body in (b"not json", b"{}", b'{"text": 5}', b'["a list"]', b'{"text": null}', b"\xff"):
+        assert post(served["url"], body)[0] == 400, body
+    status, reply = post(served["url"], b'{"text": "still serving"}')
+    assert status == 200 and len(reply["embedding"]) == 384
 
 
 def test_example_matches_sentence_transformers(
