@@ -307,7 +307,9 @@ if HAS_BATCH_SIZE_FN:
     _TOKEN_GATHER["batch_size_fn"] = _row_tokens
 else:  # an older Ray: gather by count
     _TOKEN_GATHER["max_batch_size"] = 64
-# The model thread merges Serve's batches: let many of them be handed over at once.
+# The model thread merges Serve's batches: let many of them be handed over at once. (Serve
+# then logs that max_batch_size * max_concurrent_batches exceeds max_ongoing_requests: it reads
+# max_batch_size as requests, here it is tokens.)
 _TOKEN_GATHER["max_concurrent_batches"] = 64
 
 
