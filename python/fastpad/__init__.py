@@ -29,6 +29,7 @@ from ._patch_transformers import patch_transformers, transformers_patched, unpat
 from ._plan import plan_batches
 from ._prefetch import Prefetcher, PrefetchStats, encode_overlapped, prefetch
 from ._ragged import Ragged
+from ._token_batches import TokenBatches, token_batches
 from ._windows import windows
 
 __version__ = "0.1.0"
@@ -43,6 +44,7 @@ __all__ = [
     "PrefetchStats",
     "Prefetcher",
     "Ragged",
+    "TokenBatches",
     "__version__",
     "cache_info",
     "clear_cache",
@@ -56,6 +58,7 @@ __all__ = [
     "prefetch",
     "reference",
     "set_cache_limit",
+    "token_batches",
     "transformers_patched",
     "unpatch_transformers",
     "windows",
