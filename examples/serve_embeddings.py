@@ -58,7 +58,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -93,23 +92,6 @@ def mean_pool(token_states: torch.Tensor, attention_mask: torch.Tensor) -> torch
     summed = (token_states * mask).sum(dim=1)
     counts = mask.sum(dim=1).clamp(min=1e-9)
     return torch.nn.functional.normalize(summed / counts, p=2, dim=1)
-
-
-def token_batches(
-    rows: list[dict[str, list[int]]], *, max_tokens: int, max_batch_size: int | None, tokenizer: Any
-) -> Iterator[tuple[np.ndarray, Any]]:
-    """``fastpad.token_batches`` where the installed fastpad has it, else the same from
-    `fastpad.plan_batches` + `fastpad.pad`: ``(rows, batch)`` pairs, rows grouped by length."""
-    if hasattr(fastpad, "token_batches"):
-        yield from fastpad.token_batches(
-            rows, max_tokens=max_tokens, max_batch_size=max_batch_size, tokenizer=tokenizer
-        )
-        return
-    lengths = [len(row["input_ids"]) for row in rows]
-    for indices in fastpad.plan_batches(
-        lengths, max_tokens=max_tokens, max_batch_size=max_batch_size
-    ):
-        yield indices, fastpad.pad([rows[index] for index in indices], tokenizer=tokenizer)
 
 
 class Embedder:
@@ -199,7 +181,7 @@ class Embedder:
         ``(positions, padded batch)`` pairs."""
         if self.padding == "fastpad":
             plan = list(
-                token_batches(
+                fastpad.token_batches(
                     rows,
                     max_tokens=self.max_batch_tokens,
                     max_batch_size=self.max_batch_size,
