@@ -35,11 +35,15 @@ or with the Serve CLI (route ``/``; ``--working-dir`` ships the module to the re
     serve run serve_embeddings:app --app-dir examples --working-dir examples
 
 Ports and the dashboard. A local instance (no ``--address``) binds every port Ray opens (GCS,
-raylet, object manager, workers, metrics) to 127.0.0.1 and starts no dashboard; ``--dashboard``
-starts it, on 127.0.0.1:8265 as well. On a cluster (``--address auto`` or ``ray://...``) the
-ports are the cluster's: ``ray start`` binds them to the node's address, so keep the nodes on a
-private network and firewall Ray's ports (GCS 6379, dashboard 8265, client 10001, the worker
-range) from everything but the other nodes; Ray has no authentication of its own. ``--host``
+raylet, object manager, workers, agents, metrics, Serve's proxy and controller) to 127.0.0.1 and
+starts no dashboard; ``--dashboard`` starts it, on 127.0.0.1:8265 as well. One exception that
+no setting reaches: each Serve replica's inter-deployment gRPC server, which Ray Serve 2.60
+binds to all interfaces (``[::]:0``, a random port); on a machine others can reach, firewall
+it. On a cluster (``--address auto`` or ``ray://...``) the ports are the cluster's: ``ray
+start`` binds them to the node's address, so keep the nodes on a private network and firewall
+Ray's ports (GCS 6379, dashboard 8265, client 10001, the worker range) from everything but the
+other nodes; keep the token authentication Ray 2.60 turns on (``RAY_AUTH_MODE``) and start the
+dashboard only where it is needed (``ray start --head --include-dashboard=false``). ``--host``
 sets where the HTTP proxy listens (127.0.0.1 by default; ``0.0.0.0`` to serve other machines).
 A cluster run: ``python examples/serve_embeddings.py --address auto --host 0.0.0.0
 --replicas 4 --device cuda --gpus 1``.
