@@ -241,6 +241,7 @@ def deploy(example: ModuleType, args: argparse.Namespace) -> dict[str, Server]:
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     servers = {}
+    targets = []
     for name in args.servers:
         if name not in SERVERS:
             continue
@@ -252,8 +253,15 @@ def deploy(example: ModuleType, args: argparse.Namespace) -> dict[str, Server]:
             max_gather_tokens=args.max_gather_tokens,
             **SERVERS[name],
         )
-        serve.run(application, name=f"embed-{name}", route_prefix=f"/{name}")
+        targets.append((application, f"embed-{name}", f"/{name}"))
         servers[name] = Server(name, f"http://127.0.0.1:{port}/{name}")
+    if hasattr(serve, "run_many"):  # the replicas start side by side
+        serve.run_many(
+            [serve.RunTarget(app, name=name, route_prefix=route) for app, name, route in targets]
+        )
+    else:
+        for application, name, route in targets:
+            serve.run(application, name=name, route_prefix=route)
     return servers
 
 
