@@ -394,8 +394,9 @@ def write_docs(results: dict[str, Any], forms: dict[str, list[dict[str, Any]]]) 
         "collators against transformers' own collators). An entry point is *exact* on a "
         "release when every test exercising it passed there, and *patched* when the "
         "fingerprints of the transformers functions it reproduces are one of the forms found "
-        "exact (`python/fastpad/_patch_transformers/validated.json`); elsewhere it is left "
-        "unpatched with one `PatchWarning`.\n\n"
+        "exact (`python/fastpad/_patch_transformers/validated.json`), on these releases and "
+        "any other (a newer release is patched where its functions match a validated form); "
+        "where they match none it is left unpatched with one `fastpad.PatchWarning`.\n\n"
         f"Releases: {len(results)}; distinct validated forms per entry point: "
         + ", ".join(f"{entry} {count}" for entry, count in counts.items())
         + (f"; test time per release {min(seconds):.0f}-{max(seconds):.0f} s" if seconds else "")

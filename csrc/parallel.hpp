@@ -17,11 +17,13 @@ int hardware_threads() noexcept;
 using RowRangeFn = void (*)(void* context, std::int64_t row_begin, std::int64_t row_end);
 
 // Runs fn(context, row_begin, row_end) over [0, rows) on up to `threads` threads (the calling one
-// included), at most 256, each range a contiguous block of rows, the ranges covering [0, rows)
-// exactly once. threads <= 1 or rows < 2: one call over [0, rows) on the calling thread. When no
-// thread can be started, that range runs on the calling thread. Returns once every range is done;
-// an exception thrown by any range is then rethrown on the calling thread (the first range's in
-// row order wins).
+// included), at most 256. The rows are cut into contiguous ranges, 4 per thread (fewer when there
+// are fewer rows), covering [0, rows) exactly once; the threads claim them in order, the calling
+// thread too, so a helper thread the OS starts late leaves its share to the others (on a busy
+// machine the call then costs about what one thread costs). threads <= 1 or rows < 2: one call
+// over [0, rows) on the calling thread. When no thread can be started, the calling thread runs
+// every range. Returns once every range is done; an exception thrown by any range is then
+// rethrown on the calling thread (the first range's in row order wins).
 void parallel_rows(std::int64_t rows, int threads, RowRangeFn fn, void* context);
 
 // The same for any callable fn(row_begin, row_end) (a lambda); nothing is copied or allocated.

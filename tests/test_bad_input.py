@@ -304,3 +304,49 @@ def test_per_example_values_that_are_not_numbers(value: Any, return_tensors: str
         fastpad.pad(examples, pad_token_id=0, return_tensors=return_tensors)
     with pytest.raises(TypeError, match="field 'label'"):
         fastpad.reference.pad(examples, pad_token_id=0, return_tensors=return_tensors)
+
+
+SWAPPED = ">" if np.little_endian else "<"  # the byte order this machine does not use
+
+
+@pytest.mark.parametrize("code", ["i2", "i4", "i8", "u2", "u4", "u8"])
+def test_byte_swapped_integer_arrays_are_read_by_value(code: str) -> None:
+    from conftest import assert_batches_equal
+
+    swapped = np.dtype(SWAPPED + code)
+    native = swapped.newbyteorder("=")
+    assert not swapped.isnative
+    top = min(int(np.iinfo(native).max), 2**63 - 1)
+    rows = [[1, 258, top], [65535 % (top + 1)], [7, 0x01020304 % (top + 1)]]
+    if code[0] == "i":
+        rows[1].append(-3)
+    options: dict[str, Any] = {"pad_token_id": 0, "return_tensors": "np"}
+    expected = fastpad.pad([np.array(row, dtype=native) for row in rows], **options)
+    assert expected["input_ids"].tolist()[0] == [1, 258, top]
+    forms: dict[str, Any] = {
+        "rows": [np.array(row, dtype=swapped) for row in rows],
+        "strided rows": [np.array([v for v in row for _ in (0, 1)], swapped)[::2] for row in rows],
+        "ragged": Ragged(
+            np.array([v for row in rows for v in row], dtype=swapped),
+            np.cumsum([0] + [len(row) for row in rows]).astype(SWAPPED + "i8"),
+        ),
+    }
+    for form, inputs in forms.items():
+        assert_batches_equal(fastpad.pad(inputs, **options), expected)
+        if form != "ragged":
+            assert_batches_equal(fastpad.reference.pad(inputs, **options), expected)
+    square = np.array([[1, 2, 3], [4, 5, 6]], dtype=swapped)
+    assert fastpad.pad(square, **options)["input_ids"].tolist() == square.tolist()
+    labels = {"input_ids": [[1, 2], [3]], "labels": [np.array(r, swapped) for r in ([5, 6], [7])]}
+    padded = fastpad.pad(labels, pad_values={"labels": 0}, **options)
+    assert padded["labels"].tolist() == [[5, 6], [7, 0]]
+
+
+def test_byte_swapped_values_still_checked() -> None:
+    big = np.array([2**40], dtype=SWAPPED + "i8")
+    with pytest.raises(OverflowError, match=r"row 0 of 'input_ids'.*does not fit int32"):
+        fastpad.pad([big], pad_token_id=0, dtype="int32")
+    with pytest.raises(TypeError, match=r"row 0 of 'input_ids'.*float arrays are not token ids"):
+        fastpad.pad([np.array([1.0], dtype=SWAPPED + "f8")], pad_token_id=0)
+    with pytest.raises(TypeError, match="must hold integers"):
+        Ragged(np.array([1.0], dtype=SWAPPED + "f8"), np.array([0, 1]))

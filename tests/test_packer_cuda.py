@@ -229,7 +229,7 @@ def test_side_stream_copy_does_not_queue_behind_the_current_stream(ragged: bool)
 @pytest.mark.parametrize("stream", [None, "current"], ids=["side-stream", "current-stream"])
 def test_call_inside_a_stream_context(ragged: bool, stream: str | None) -> None:
     """Inside ``with torch.cuda.stream(s)`` the batch is ready on s (the consumer then)."""
-    packer = fastpad.Packer("cuda", pad_token_id=0, ragged_transfer=ragged, stream=stream)
+    packer = fastpad.Packer("cuda:0", pad_token_id=0, ragged_transfer=ragged, stream=stream)
     rows = random_rows(np.random.default_rng(13), 24, 80)
     consumer = torch.cuda.Stream()
     torch.cuda.synchronize()
@@ -300,7 +300,7 @@ def test_no_new_pinned_allocations_in_steady_state(ragged: bool) -> None:
 def test_slow_copy_stream_never_corrupts(ragged: bool, buffers: int, stream: str | None) -> None:
     """Copies held back on the GPU: the packer must wait for a slot, never rewrite it early."""
     packer = fastpad.Packer(
-        "cuda", buffers=buffers, stream=stream, pad_token_id=0, ragged_transfer=ragged
+        "cuda:0", buffers=buffers, stream=stream, pad_token_id=0, ragged_transfer=ragged
     )
     copy_stream = packer.stream if packer.stream is not None else torch.cuda.current_stream()
     results = []
@@ -589,7 +589,7 @@ def test_a_padded_call_of_64_rows_stays_lean_on_the_gpu() -> None:
             return func(*args, **(kwargs or {}))
 
     rows = random_rows(np.random.default_rng(18), 64, 120)
-    packer = fastpad.Packer("cuda", pad_token_id=0)
+    packer = fastpad.Packer("cuda:0", pad_token_id=0)
     assert isinstance(packer._calls, TorchCudaCalls)
     for _ in range(4):
         packer(rows)
@@ -607,18 +607,27 @@ def test_a_padded_call_of_64_rows_stays_lean_on_the_gpu() -> None:
     assert counter.ops == ["slice", "slice", "copy_", "as_strided", "as_strided"]
 
 
-def test_prefetch_with_a_packer_on_the_gpu() -> None:
-    """Packer calls in prefetch's thread, batches used on the main thread's current stream
-    (made current in the thread): equal to fastpad.pad, also with the stream held back."""
+@pytest.mark.parametrize("created", ["inside", "outside"])
+def test_prefetch_with_a_packer_on_the_gpu(created: str) -> None:
+    """Packer calls in prefetch's thread (on the prefetcher's own stream), batches used on the
+    stream current where they are taken, the prefetcher created inside or outside that stream's
+    context: equal to fastpad.pad, with the consumer and the worker's stream held back, and no
+    device allocation after warm-up."""
     rng = np.random.default_rng(19)
-    batches = [random_rows(rng, 16, 100) for _ in range(12)]
-    packer = fastpad.Packer("cuda", pad_token_id=0, buffers=4)
+    batches = [random_rows(rng, 16, 100) for _ in range(24)]
+    packer = fastpad.Packer("cuda", pad_token_id=0)
     consumer = torch.cuda.Stream()
     sums = []
+    prefetched = fastpad.prefetch(batches, packer) if created == "outside" else None
     with torch.cuda.stream(consumer):
-        for rows, batch in zip(batches, fastpad.prefetch(batches, packer), strict=True):
+        if prefetched is None:
+            prefetched = fastpad.prefetch(batches, packer)
+        sleep_on(prefetched.stream, SLEEP_CYCLES // 4)  # the worker's copies land late
+        for rows, batch in zip(batches, prefetched, strict=True):
             sleep_on(consumer, SLEEP_CYCLES // 20)
             sums.append((rows, batch["input_ids"].sum(), batch["attention_mask"].sum()))
     torch.cuda.synchronize()
     for rows, ids, mask in sums:
         assert int(ids) == sum(map(sum, rows)) and int(mask) == sum(map(len, rows))
+    assert packer.buffers == 2 + 3
+    assert packer.stats.device_allocations == packer.buffers

@@ -268,6 +268,58 @@ def test_batch_to_and_pin_memory_without_accelerator() -> None:
             fastpad.pad([[1]], pad_token_id=0, pin_memory=True)
 
 
+def _batches_from_every_constructor() -> dict[str, Any]:
+    rows = [[1, 2, 3], [4]]
+    encoded = {"input_ids": rows, "token_type_ids": [[0, 0, 1], [0]]}
+    packed = fastpad.Packer("cpu", pad_token_id=0)(encoded)
+    batch = fastpad.pad(encoded, pad_token_id=0)
+    return {
+        "pad": batch,
+        "pad_np": fastpad.pad(encoded, pad_token_id=0, return_tensors="np"),
+        "pad_ragged": fastpad.pad(
+            fastpad.Ragged(np.array([1, 2, 3, 4]), np.array([0, 3, 4])), pad_token_id=0
+        ),
+        "reference": fastpad.reference.pad(encoded, pad_token_id=0),
+        "packer": packed,
+        "flatten": fastpad.flatten(rows, return_flash_attn_kwargs=True),
+        "to": batch.to("cpu"),
+        "pin_memory": batch.pin_memory() if torch.cuda.is_available() else batch,
+    }
+
+
+def test_batch_fields_are_attributes_from_every_constructor() -> None:
+    for where, batch in _batches_from_every_constructor().items():
+        assert isinstance(batch, fastpad.Batch), where
+        assert batch, where
+        for key, value in batch.items():
+            assert getattr(batch, key) is value, (where, key)
+        assert "input_ids" in dir(batch), where
+        with pytest.raises(AttributeError, match="no attribute or field 'pixel_values'"):
+            batch.pixel_values  # noqa: B018
+        assert not hasattr(batch, "missing")
+
+
+def test_batch_attributes_keep_dict_methods_pickling_and_copies() -> None:
+    import copy
+    import pickle
+
+    batch = fastpad.pad(
+        {"input_ids": [[1, 2], [3]], "items": [[1, 1], [1]]},
+        pad_token_id=0,
+        pad_values={"items": 0},
+    )
+    assert callable(batch.items)  # a dict method wins over a field of the same name
+    assert batch["items"].tolist() == [[1, 1], [1, 0]]
+    assert torch.equal(batch.input_ids, batch["input_ids"])
+    for clone in (pickle.loads(pickle.dumps(batch)), copy.copy(batch), copy.deepcopy(batch)):
+        assert type(clone) is fastpad.Batch
+        assert list(clone) == list(batch)
+        assert torch.equal(clone.input_ids, batch.input_ids)
+        assert torch.equal(clone.attention_mask, batch.attention_mask)
+    batch.extra = 1  # an ordinary attribute, not a field (as in BatchEncoding)
+    assert "extra" not in batch and batch.extra == 1
+
+
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_pinned_outputs_on_cuda_machine() -> None:

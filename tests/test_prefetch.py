@@ -1,4 +1,4 @@
-"""fastpad.prefetch and fastpad.encode_overlapped: same results as the loop they replace, errors
+"""fastpad.prefetch: same results as the loop it replaces, errors
 where they happened, a thread that stops, and the overlap itself (host prep behind a stand-in
 model step that releases the GIL, as a GPU step does while the host waits for it)."""
 
@@ -216,31 +216,109 @@ def test_overlapped_loop_pays_the_longer_of_host_prep_and_model_step() -> None:
         pytest.fail("no overlap in 3 attempts: " + "; ".join(attempts))
 
 
-def test_encode_overlapped_equals_sentence_transformers(sentences: list[str]) -> None:
-    st = pytest.importorskip("sentence_transformers")
-    from conftest import tokenizer_path
+# -- errors and lifetimes (issue 26) ------------------------------------------------------------
 
-    model = st.SentenceTransformer(tokenizer_path(), device="cpu")
-    texts = [f"{text} {index}" for index, text in enumerate(sentences[:12])]
-    for batch_size, normalize in ((4, False), (3, True)):
-        expected = model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=normalize, show_progress_bar=False
-        )
-        got = fastpad.encode_overlapped(
-            model, texts, batch_size=batch_size, normalize_embeddings=normalize
-        )
-        assert isinstance(got, np.ndarray) and got.dtype == expected.dtype
-        assert np.array_equal(got, expected)
-    with fastpad.transformers_patched():  # preprocess padded by fastpad: the same tensors
-        tensor = fastpad.encode_overlapped(model, texts, batch_size=8, convert_to_tensor=True)
-    expected_tensor = model.encode(
-        texts, batch_size=8, convert_to_tensor=True, show_progress_bar=False
-    )
-    assert torch.equal(tensor, expected_tensor)
-    assert fastpad.encode_overlapped(model, []).shape == (0,)
-    with pytest.raises(ValueError, match="batch_size"):
-        fastpad.encode_overlapped(model, texts, batch_size=0)
-    with pytest.raises(TypeError, match="sentence 1 is a int"):
-        fastpad.encode_overlapped(model, ["a", 1])  # type: ignore[list-item]
-    with pytest.raises(TypeError, match="SentenceTransformer"):
-        fastpad.encode_overlapped(object(), texts)
+
+def test_stop_iteration_in_prepare_is_an_error_at_its_batch() -> None:
+    """As PEP 479 for generators: a StopIteration escaping `prepare` is a RuntimeError chained
+    to it, raised at that batch, never a silent end of the loop."""
+
+    def prepare(number: int) -> int:
+        if number == 2:
+            raise StopIteration("from prepare")
+        return number
+
+    with pytest.raises(RuntimeError, match="prepare raised StopIteration") as raised:
+        list(fastpad.prefetch(range(5), prepare))
+    assert isinstance(raised.value.__cause__, StopIteration)
+    prepared = fastpad.prefetch(range(5), prepare)
+    assert [next(prepared), next(prepared)] == [0, 1]
+    with pytest.raises(RuntimeError, match="StopIteration"):
+        next(prepared)
+    with pytest.raises(StopIteration):  # then the loop is over
+        next(prepared)
+
+
+class Prepared:
+    """A prepared batch whose lifetime a weak reference follows."""
+
+
+def test_close_leaves_no_prepared_batch_alive() -> None:
+    """300 trials of a worker blocked on a full queue when the loop leaves: once close()
+    returns, every batch the worker prepared is gone (the worker cannot queue after close)."""
+    import weakref
+
+    for trial in range(300):
+        made: list[weakref.ref[Prepared]] = []
+
+        def prepare(_: int, made: list[weakref.ref[Prepared]] = made) -> Prepared:
+            batch = Prepared()
+            made.append(weakref.ref(batch))
+            return batch
+
+        prefetched = fastpad.prefetch(range(50), prepare, depth=1 + trial % 3)
+        with prefetched:
+            first = next(prefetched)
+            if trial % 2:
+                time.sleep(0.0005)  # let the worker fill the queue and block in put()
+        del first
+        alive = [ref for ref in made if ref() is not None]
+        assert alive == [], f"trial {trial}: {len(alive)} prepared batches alive after close()"
+        prefetched._thread.join(5)  # not waited for by close() when caught in the source
+        assert not prefetched._thread.is_alive()
+
+
+def test_close_waits_for_a_prepare_in_progress_and_drops_its_batch() -> None:
+    import weakref
+
+    made: list[weakref.ref[Prepared]] = []
+    entered = threading.Event()
+
+    def slow_prepare(number: int) -> Prepared:
+        batch = Prepared()
+        made.append(weakref.ref(batch))
+        if number == 1:
+            entered.set()
+            time.sleep(0.2)
+        return batch
+
+    prefetched = fastpad.prefetch(range(10), slow_prepare, depth=1)
+    next(prefetched)
+    assert entered.wait(5)
+    prefetched.close()
+    assert not prefetched._thread.is_alive()
+    assert [ref for ref in made if ref() is not None] == []
+
+
+def test_a_worker_blocked_in_the_source_does_not_hang_close() -> None:
+    """The source blocks (a loader waiting for data): close() returns at once; when the source
+    returns, the worker drops the item unprepared and ends."""
+    release = threading.Event()
+    prepared_items: list[int] = []
+
+    def blocking_source() -> Iterator[int]:
+        yield 0
+        release.wait(30)
+        yield 1
+        yield 2
+
+    def prepare(number: int) -> int:
+        prepared_items.append(number)
+        return number
+
+    prefetched = fastpad.prefetch(blocking_source(), prepare, depth=2)
+    assert next(prefetched) == 0
+    deadline = time.perf_counter() + 10
+    while not prefetched._shared.in_source and time.perf_counter() < deadline:
+        time.sleep(0.001)  # until the worker waits in the source
+    assert prefetched._shared.in_source
+    started = time.perf_counter()
+    prefetched.close(timeout=20)
+    assert time.perf_counter() - started < 5
+    assert prefetched._thread.is_alive()  # still in the source
+    release.set()
+    prefetched._thread.join(5)
+    assert not prefetched._thread.is_alive()
+    assert prepared_items == [0]  # nothing prepared after close
+    with pytest.raises(StopIteration):
+        next(prefetched)

@@ -84,7 +84,7 @@ def test_threads_on_several_fields_and_lists() -> None:
 
 
 def test_automatic_threads_on_a_large_batch_match_one_thread() -> None:
-    # Above 1M cells `threads=None` splits rows across default_threads() threads.
+    # Above 2M cells on an idle machine `threads=None` splits rows across default_threads(cells).
     ragged = _ragged(2, 4096, 300, 512)
     one = fastpad.pad(ragged, pad_token_id=0, threads=1, return_tensors="np")
     assert one["input_ids"].size >= 1 << 20
@@ -113,3 +113,61 @@ def test_bad_threads(threads: Any) -> None:
 
 def test_default_threads_is_capped() -> None:
     assert 1 <= fastpad.default_threads() <= 8
+    for cells in (0, 1, 1 << 20, (1 << 21) - 1, 1 << 21, 1 << 30, 1 << 62):
+        assert 1 <= fastpad.default_threads(cells) <= fastpad.default_threads()
+
+
+def _machine(monkeypatch: pytest.MonkeyPatch, cores: int, load: float | None) -> None:
+    """Pretend to run on `cores` cores (all usable) with a 1-minute load average of `load`."""
+    import os
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    if load is None:
+        monkeypatch.delattr(os, "getloadavg", raising=False)
+    else:
+        monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+
+
+def test_default_threads_by_work_per_thread_on_an_idle_machine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _machine(monkeypatch, cores=16, load=0.0)
+    assert fastpad.default_threads() == 8
+    million = 1 << 20
+    expected = {0: 1, million: 1, 2 * million - 1: 1, 2 * million: 2, 5 * million: 5}
+    expected.update({8 * million: 8, 100 * million: 8})
+    for cells, threads in expected.items():
+        assert fastpad.default_threads(cells) == threads, cells
+    _machine(monkeypatch, cores=2, load=None)  # no load average: the cores decide
+    assert fastpad.default_threads(100 * million) == 2
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = 100 << 20
+    for load, threads in ((0.0, 2), (0.9, 2), (1.0, 2), (1.1, 1), (2.0, 1), (6.0, 1)):
+        _machine(monkeypatch, cores=2, load=load)
+        assert fastpad.default_threads(big) == threads, load
+    _machine(monkeypatch, cores=8, load=5.5)
+    assert fastpad.default_threads(big) == 3
+
+
+def test_busy_machine_pads_a_large_batch_on_one_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The default's choice reaches the core, with the same output either way.
+    from fastpad import _core, _pad
+
+    ragged = _ragged(5, 8192, 400, 600)
+    one = fastpad.pad(ragged, pad_token_id=0, threads=1, return_tensors="np")
+    assert one["input_ids"].size >= 1 << 21
+    pack = _core.pack
+    seen: list[int] = []
+
+    def spy(*arguments: Any) -> Any:
+        seen.append(arguments[-1])
+        return pack(*arguments)
+
+    monkeypatch.setattr(_pad._core, "pack", spy)
+    for load in (0.0, 8.0):
+        _machine(monkeypatch, cores=2, load=load)
+        _equal(one, fastpad.pad(ragged, pad_token_id=0, return_tensors="np"))
+    assert seen == [2, 1]

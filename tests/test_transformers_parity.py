@@ -88,16 +88,29 @@ def test_ids_only_mask_created_and_arrays(tokenizer: Any, sentences: list[str]) 
 
 
 def test_truncation_matches_tokenizer_call(tokenizer: Any, sentences: list[str]) -> None:
-    # tokenizer(..., truncation=True) cuts before the [SEP]; fastpad cuts ready ids, so compare
-    # with plain slicing of the ids, the head (right) or the tail (left).
+    # Rows that carry the tokenizer's template are cut as tokenizer(..., truncation=True) cuts:
+    # [CLS] and [SEP] kept, the text cut from the truncation side (tests/test_truncation_parity.py
+    # covers pairs, strategies and other templates); rows without it by plain slicing.
     ids = tokenizer(sentences)["input_ids"]
+    plain = tokenizer(sentences, add_special_tokens=False)["input_ids"]
     for side in ("right", "left"):
-        cut = [row[:8] if side == "right" else row[-8:] for row in ids]
-        expected = tokenizer.pad({"input_ids": cut}, return_tensors="pt")
+        tokenizer.truncation_side = side
+        try:
+            expected = tokenizer(
+                sentences, truncation=True, max_length=8, padding=True, return_tensors="pt"
+            )
+        finally:
+            tokenizer.truncation_side = "right"
+        del expected["token_type_ids"]
         actual = fastpad.pad(
             ids, tokenizer=tokenizer, truncation=True, max_length=8, truncation_side=side
         )
         assert_same(actual, expected)
+        cut = [row[:8] if side == "right" else row[-8:] for row in plain]
+        actual = fastpad.pad(
+            plain, tokenizer=tokenizer, truncation=True, max_length=8, truncation_side=side
+        )
+        assert_same(actual, tokenizer.pad({"input_ids": cut}, return_tensors="pt"))
 
 
 def test_tokenizer_without_pad_token_needs_pad_token_id(tokenizer: Any) -> None:

@@ -30,6 +30,14 @@ bool scalar_from_format(const char* format, Py_ssize_t itemsize, Scalar* type) {
   }
 }
 
+bool byte_swapped(const char* format) {
+  if (format == nullptr) return false;
+  const char order = format[0];
+  if (order != '<' && order != '>' && order != '!') return false;
+  const bool little = PY_LITTLE_ENDIAN != 0;
+  return order == '<' ? !little : little;
+}
+
 bool borrow_int_vector(PyObject* object, const std::string& role, IntVector* vector,
                        bool allow_bool) {
   if (!vector->buffer.acquire(object, PyBUF_RECORDS_RO)) return false;
@@ -39,6 +47,12 @@ bool borrow_int_vector(PyObject* object, const std::string& role, IntVector* vec
     message << "fastpad: " << role << " is a " << view.ndim
             << "-D array; expected a 1-D array of token ids (nesting too deep)";
     fail(ErrorKind::Value, message.str());
+  }
+  if (byte_swapped(view.format)) {
+    // Integers in the other byte order ('>i4' on this little-endian machine): converted by the
+    // caller (as_array_or_none makes a native copy), like a strided array.
+    vector->buffer.release();
+    return false;
   }
   if (!scalar_from_format(view.format, view.itemsize, &vector->type) ||
       (vector->type == Scalar::Bool && !allow_bool)) {
@@ -59,7 +73,14 @@ bool borrow_int_vector(PyObject* object, const std::string& role, IntVector* vec
 py::object as_array_or_none(PyObject* row) {
   if (PyObject_CheckBuffer(row) || PyObject_HasAttrString(row, "__array__") ||
       PyObject_HasAttrString(row, "__array_interface__")) {
-    return py::module_::import("numpy").attr("ascontiguousarray")(py::handle(row));
+    py::module_ numpy = py::module_::import("numpy");
+    py::object array = numpy.attr("ascontiguousarray")(py::handle(row));
+    py::object dtype = array.attr("dtype");
+    if (!dtype.attr("isnative").cast<bool>()) {
+      // The other byte order: the same values in this machine's order (one copy).
+      array = array.attr("astype")(dtype.attr("newbyteorder")("="));
+    }
+    return array;
   }
   return py::none();
 }
@@ -176,10 +197,12 @@ void parse_field(const py::handle& spec, Field* field) {
   }
   field->ragged = true;
   if (!borrow_int_vector(item[2].ptr(), "values of '" + field->name + "'", &field->values)) {
-    fail(ErrorKind::Type, "fastpad: values of '" + field->name + "' must be a 1-D integer array");
+    fail(ErrorKind::Type, "fastpad: values of '" + field->name +
+                              "' must be a contiguous 1-D integer array in native byte order");
   }
   if (!borrow_int_vector(item[3].ptr(), "offsets of '" + field->name + "'", &field->offsets)) {
-    fail(ErrorKind::Type, "fastpad: offsets of '" + field->name + "' must be a 1-D integer array");
+    fail(ErrorKind::Type, "fastpad: offsets of '" + field->name +
+                              "' must be a contiguous 1-D integer array in native byte order");
   }
   if (field->offsets.size < 1) {
     fail(ErrorKind::Value,

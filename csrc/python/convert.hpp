@@ -63,6 +63,10 @@ class Buffer {
 // Maps a buffer-protocol format (native byte order only) to a Scalar.
 bool scalar_from_format(const char* format, Py_ssize_t itemsize, Scalar* type);
 
+// Whether a buffer-protocol format names the byte order this machine does not use ('>' or '!'
+// on a little-endian one).
+bool byte_swapped(const char* format);
+
 // A 1-D, C-contiguous integer buffer borrowed from a Python object.
 struct IntVector {
   Buffer buffer;
@@ -72,15 +76,15 @@ struct IntVector {
 };
 
 // Borrows a 1-D integer buffer from `object`; `role` names it in errors ("row 3 of 'input_ids'",
-// "values of 'input_ids'"). Returns false when the object exports no buffer at all, or a strided
-// one: callers then read it through as_array_or_none, which makes a contiguous copy of that input
-// row (inputs may be copied; outputs never are).
+// "values of 'input_ids'"). Returns false when the object exports no buffer at all, a strided
+// one or one in the other byte order: callers then read it through as_array_or_none, which makes
+// a contiguous, native copy of that input row (inputs may be copied; outputs never are).
 bool borrow_int_vector(PyObject* object, const std::string& role, IntVector* vector,
                        bool allow_bool = false);
 
-// Rows that are not lists, tuples or contiguous buffers but convert through numpy (torch tensors,
-// array-likes with __array__, strided arrays) are converted once with numpy.ascontiguousarray.
-// None for anything else.
+// Rows that are not lists, tuples or contiguous native buffers but convert through numpy (torch
+// tensors, array-likes with __array__, strided or byte-swapped arrays) are converted once with
+// numpy.ascontiguousarray (and to the native byte order). None for anything else.
 py::object as_array_or_none(PyObject* row);
 
 // "row 3 of 'input_ids'".

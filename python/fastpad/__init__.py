@@ -22,12 +22,18 @@ from ._batch import Batch
 from ._cache import CacheInfo, cache_info, clear_cache, set_cache_limit
 from ._collator import DataCollatorForTokenClassification, DataCollatorWithPadding
 from ._encode import encode
+from ._encode_overlapped import encode_overlapped
 from ._flatten import flatten
 from ._packer import Packer, PackerStats
 from ._pad import default_threads, pad
-from ._patch_transformers import patch_transformers, transformers_patched, unpatch_transformers
+from ._patch_transformers import (
+    PatchWarning,
+    patch_transformers,
+    transformers_patched,
+    unpatch_transformers,
+)
 from ._plan import plan_batches
-from ._prefetch import Prefetcher, PrefetchStats, encode_overlapped, prefetch
+from ._prefetch import Prefetcher, PrefetchStats, prefetch
 from ._ragged import Ragged
 from ._token_batches import TokenBatches, token_batches
 from ._windows import windows
@@ -41,6 +47,7 @@ __all__ = [
     "DataCollatorWithPadding",
     "Packer",
     "PackerStats",
+    "PatchWarning",
     "PrefetchStats",
     "Prefetcher",
     "Ragged",

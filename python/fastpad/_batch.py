@@ -12,7 +12,30 @@ class Batch(dict[str, Any]):
 
     Keys follow `transformers.PreTrainedTokenizerBase.pad`: the input fields in their order, then
     ``attention_mask`` when it was created from the row lengths.
+
+    Fields are also attributes, as in `transformers.BatchEncoding`: ``batch.input_ids`` is
+    ``batch["input_ids"]``. A field whose name is a dict method (``batch.items``) is reached by
+    key only.
     """
+
+    def __getattr__(self, name: str) -> Any:
+        """Return the field `name` (called only when no real attribute has that name).
+
+        Raises
+        ------
+        AttributeError
+            No field has that name; the message lists the fields the batch has.
+        """
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(
+                f"'Batch' object has no attribute or field {name!r}; fields: {sorted(self)}"
+            ) from None
+
+    def __dir__(self) -> list[str]:
+        """List the attributes and the fields whose names are identifiers."""
+        return sorted(set(super().__dir__()) | {key for key in self if key.isidentifier()})
 
     def to(self, device: Any, *, non_blocking: bool = False) -> Batch:
         """Copy every tensor to `device`.

@@ -92,8 +92,8 @@ def encode(
         ``model_max_length`` where the tokenizer uses it.
     pad_to_multiple_of : int, optional
         Round the padded length up to a multiple of this.
-    padding_side : {"left", "right"}, optional
-        Default: ``tokenizer.padding_side``.
+    padding_side : str or None, default None
+        ``"left"`` or ``"right"``; None: ``tokenizer.padding_side``.
     return_tensors : {"pt", "np"} or None, default "pt"
         ``None`` (padded Python lists) is handed to the tokenizer unchanged.
     **kw

@@ -8,6 +8,7 @@ in how they write the padded cells.
 
 from __future__ import annotations
 
+import collections
 import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -108,6 +109,61 @@ def _is_array_row(value: Any) -> bool:
     return _is_array(value) and len(value.shape) >= 1
 
 
+# Mapping types whose items are those of their ``data`` dict: `dict` itself (its own data),
+# ``collections.UserDict`` subclasses that override no item access, and transformers'
+# ``BatchEncoding`` (a UserDict whose ``__getitem__`` returns ``data[key]`` for a str key). Filled
+# once per type by `_plain_mapping_data`.
+_DICT_DATA: dict[type, bool | None] = {dict: False}
+_USERDICT_ACCESS = ("__getitem__", "__iter__", "__len__", "__contains__", "keys", "items", "values")
+
+
+def _plain_mapping_data(kind: type) -> bool | None:
+    """Whether a mapping of type `kind` has its items in ``.data`` (True), is a dict (False), or
+    neither (None); decided once per type."""
+    plain = _DICT_DATA.get(kind, ...)
+    if plain is not ...:
+        return plain
+    decided: bool | None = None
+    if issubclass(kind, collections.UserDict):
+        overridden = {
+            name
+            for name in _USERDICT_ACCESS
+            if getattr(kind, name, None) is not getattr(collections.UserDict, name)
+        }
+        batch_encoding = (
+            kind.__name__ == "BatchEncoding"
+            and kind.__module__.startswith("transformers.")
+            and overridden <= {"__getitem__", "keys", "items", "values"}
+        )
+        if not overridden or batch_encoding:
+            decided = True
+    if len(_DICT_DATA) < 64:
+        _DICT_DATA[kind] = decided
+    return decided
+
+
+def _list_row_fields(data: dict[Any, Any]) -> Inputs | None:
+    """`Inputs` of a dict whose fields are all non-empty lists of list rows, with str keys and
+    the same row count (a tokenizer's output), as the general path would build it: type checks
+    per field, nothing per row. None for anything else (the general path decides, and reports)."""
+    fields: dict[str, Field] = {}
+    rows = -1
+    for key in data:
+        value = data[key]
+        if type(key) is not str or type(value) is not list or not value:
+            return None
+        if type(value[0]) is not list:
+            return None
+        count = len(value)
+        if count != rows and rows >= 0:
+            return None
+        rows = count
+        fields[key] = Field("rows", value)
+    if rows < 0:
+        return None
+    return Inputs(fields=fields, rows=rows)
+
+
 def normalize_inputs(encoded_inputs: Any) -> Inputs:
     """Turn every accepted input form into an ordered mapping of field to rows.
 
@@ -115,9 +171,16 @@ def normalize_inputs(encoded_inputs: Any) -> Inputs:
     or 2-D integer array/tensor, a `Ragged`, a Mapping of field name to any of those (a single
     example when its first field is one flat row), or a list of per-example Mappings.
     """
-    if type(encoded_inputs) is list and encoded_inputs and type(encoded_inputs[0]) is list:
+    kind = type(encoded_inputs)
+    if kind is list and encoded_inputs and type(encoded_inputs[0]) is list:
         # The common case (a list of list rows), decided as the general path below would.
         return Inputs(fields={"input_ids": Field("rows", encoded_inputs)}, rows=len(encoded_inputs))
+    plain = _DICT_DATA[kind] if kind in _DICT_DATA else _plain_mapping_data(kind)
+    if plain is not None:
+        # A dict or a tokenizer's BatchEncoding of list rows: no per-field abc checks.
+        inputs = _list_row_fields(encoded_inputs.data if plain else encoded_inputs)
+        if inputs is not None:
+            return inputs
     if isinstance(encoded_inputs, Ragged):
         fields = {"input_ids": Field("ragged", encoded_inputs)}
     elif isinstance(encoded_inputs, Mapping):

@@ -13,6 +13,7 @@ import functools
 import numbers
 import os
 import threading
+import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -79,6 +80,11 @@ class PadOptions:
     pin_memory: bool
     pad_values: Mapping[str, int]
     main_key: str
+    # How rows that carry the tokenizer's special-token template (read when truncating with a
+    # tokenizer) are cut, see _truncate.py: "longest_first", "only_first", "only_second" or
+    # "do_not_truncate"; template None: every row is cut plainly.
+    truncation: str = "do_not_truncate"
+    template: Any = None
 
 
 def _strategy(value: Any, name: str, allowed: dict[str, Any]) -> Any:
@@ -232,6 +238,56 @@ _OPTIONS_CACHE: dict[tuple[Any, ...], PadOptions] = {}
 _OPTIONS_CACHE_SIZE = 256
 
 
+def _tokenizer_state(tokenizer: Any) -> tuple[Any, ...] | None:
+    """What `resolve_options` reads from a transformers tokenizer, read without calling into it:
+    ``(weak reference, pad token, padding_side, truncation_side, model_max_length,
+    pad_token_type_id, model_input_names)``; None for anything else (a name or path, a
+    tokenizer-like object, a transformers release that keeps these elsewhere), which is then
+    resolved on every call.
+
+    The pad token is read where transformers keeps it (5.x: ``_special_tokens_map["pad_token"]``,
+    4.x: ``_pad_token``), not through ``pad_token_id`` (a lookup in the vocabulary, a dozen Python
+    calls). Its id then follows from the token and the vocabulary; `resolve_options` caches only
+    when the token is in the vocabulary, where adding tokens never changes its id.
+    """
+    try:
+        state = tokenizer.__dict__
+        if "_special_tokens_map" in state:
+            special = state["_special_tokens_map"]
+            pad_token = special["pad_token"] if "pad_token" in special else None  # noqa: SIM401
+        elif "_pad_token" in state:
+            pad_token = state["_pad_token"]
+        else:
+            return None
+        if "_pad_token_type_id" not in state:
+            return None
+        names = tokenizer.model_input_names
+        return (
+            weakref.ref(tokenizer),
+            pad_token,
+            tokenizer.padding_side,
+            tokenizer.truncation_side,
+            tokenizer.model_max_length,
+            state["_pad_token_type_id"],
+            tuple(names) if type(names) is list else names,
+        )
+    except (AttributeError, TypeError):
+        return None
+
+
+def _pad_token_in_vocabulary(tokenizer: Any, state: tuple[Any, ...], options: PadOptions) -> bool:
+    """Whether the tokenizer's pad id is its pad token's own entry in the vocabulary (or it has
+    no pad token), so that the id cannot change while the token stays the same."""
+    pad_token = state[1]
+    if pad_token is None:
+        return True
+    pad_id = options.pad_values.get(options.main_key)
+    try:
+        return pad_id is not None and tokenizer.convert_ids_to_tokens(pad_id) == str(pad_token)
+    except Exception:  # a tokenizer that cannot say: resolved on every call
+        return False
+
+
 def resolve_options(
     *,
     tokenizer: Any = None,
@@ -253,18 +309,24 @@ def resolve_options(
     """Check every option of `fastpad.pad` and fill defaults from the tokenizer.
 
     The defaults are `fastpad.pad`'s; the arguments are typed Any because this is where they are
-    checked. `fields` names the input's fields (the main one needs a pad id). Calls without a
-    tokenizer and without `pad_values` are cached: their result depends on the arguments alone
-    (and on whether torch sees an accelerator, itself cached).
+    checked. `fields` names the input's fields (the main one needs a pad id). Calls without
+    `pad_values` are cached: without a tokenizer their result depends on the arguments alone
+    (and on whether torch sees an accelerator, itself cached); with a transformers tokenizer, on
+    the arguments and what is read from the tokenizer (`_tokenizer_state`), which is in the key.
     """
     key: tuple[Any, ...] | None = None
-    if tokenizer is None and pad_values is None:
+    tokenizer_state = None
+    if pad_values is None and (
+        tokenizer is None or (tokenizer_state := _tokenizer_state(tokenizer)) is not None
+    ):
+        # With a tokenizer, the key holds what is read from it (`_tokenizer_state`): a change
+        # of its padding settings, pad token or input names is a new key.
         key = (
             type(padding), padding, type(max_length), max_length, type(truncation), truncation,
             type(pad_to_multiple_of), pad_to_multiple_of, padding_side, truncation_side,
             type(return_attention_mask), return_attention_mask, return_tensors,
             type(pad_token_id), pad_token_id, type(dtype), dtype, type(mask_dtype), mask_dtype,
-            type(pin_memory), pin_memory, *fields,
+            type(pin_memory), pin_memory, tokenizer_state, *fields,
         )  # fmt: skip
         try:
             cached = _OPTIONS_CACHE.get(key)
@@ -275,9 +337,10 @@ def resolve_options(
                 return cached
     tokenizer = resolve_tokenizer(tokenizer)
     # Checked in this order, so that a call with several bad options always reports the same one.
-    padding_code, length, truncate, multiple = _lengths(
+    padding_code, length, strategy, multiple = _lengths(
         tokenizer, padding, max_length, truncation, pad_to_multiple_of
     )
+    truncate = strategy != "do_not_truncate"
     pad_left = _side(padding_side, "padding_side", getattr(tokenizer, "padding_side", "right"))
     truncate_left = _side(
         truncation_side, "truncation_side", getattr(tokenizer, "truncation_side", "right")
@@ -305,18 +368,32 @@ def resolve_options(
         pin_memory=pin,
         pad_values=MappingProxyType(values),  # read-only: cached instances are shared
         main_key=main_key,
+        truncation=strategy,
+        template=_template(tokenizer) if truncate and tokenizer is not None else None,
     )
-    if key is not None:
+    if key is not None and (
+        tokenizer_state is None or _pad_token_in_vocabulary(tokenizer, tokenizer_state, options)
+    ):
         if len(_OPTIONS_CACHE) >= _OPTIONS_CACHE_SIZE:
             _OPTIONS_CACHE.clear()
         _OPTIONS_CACHE[key] = options
     return options
 
 
+_TRUNCATION_STRATEGIES = ("longest_first", "only_first", "only_second", "do_not_truncate")
+
+
+def _template(tokenizer: Any) -> Any:
+    """The tokenizer's special-token template (`fastpad._truncate`, imported when first used)."""
+    from ._truncate import read_template
+
+    return read_template(tokenizer)
+
+
 def _lengths(
     tokenizer: Any, padding: Any, max_length: Any, truncation: Any, pad_to_multiple_of: Any
-) -> tuple[int, int | None, bool, int | None]:
-    """Padding code, max_length (None: none), whether to truncate, pad_to_multiple_of."""
+) -> tuple[int, int | None, str, int | None]:
+    """Padding code, max_length (None: none), truncation strategy, pad_to_multiple_of."""
     if padding is True:
         padding_code = _PADDING["longest"]
     elif padding is False:
@@ -324,15 +401,16 @@ def _lengths(
     else:
         padding_code = _strategy(padding, "padding", _PADDING)
     if truncation is None or truncation is False:
-        truncate = False
+        strategy = "do_not_truncate"
     elif truncation is True:
-        truncate = True
+        strategy = "longest_first"
     else:
-        truncate = _strategy(
+        strategy = _strategy(
             truncation,
             "truncation",
-            {"longest_first": True, "only_first": True, "do_not_truncate": False},
+            {name: name for name in _TRUNCATION_STRATEGIES},
         )
+    truncate = strategy != "do_not_truncate"
     length = _int_option(max_length, "max_length")
     if length is not None and length < 0:
         raise ValueError(f"fastpad.pad: max_length must be >= 0, got {length}")
@@ -348,7 +426,7 @@ def _lengths(
             raise ValueError("fastpad.pad: truncation=True needs max_length")
         else:
             raise ValueError("fastpad.pad: padding='max_length' needs max_length")
-    return padding_code, length, truncate, multiple
+    return padding_code, length, strategy, multiple
 
 
 def _pad_values(

@@ -71,7 +71,8 @@ class PackerStats:
         Device buffers the ring allocated: a slot's first copy, growth to a larger batch, or a
         new buffer because the batch last copied into the slot is still held (its tensors are
         never overwritten). Constant in steady state when each batch is let go of within
-        `buffers` calls; 0 on the CPU path.
+        `buffers` calls (and torch has ``torch._C._storage_Use_Count``: without it, one per
+        call); 0 on the CPU path.
     """
 
     batches: int = 0
@@ -103,7 +104,9 @@ class Packer:
     device only after the work queued on its consumer stream before that; a batch still held
     keeps its buffer and the slot takes a new one (``stats.device_allocations``). Slots grow
     geometrically to the largest batch seen and are then reused, so steady state allocates
-    neither pinned nor device memory, and each slot's device buffer keeps its address.
+    neither pinned nor device memory. Each slot's device buffer keeps its address while it is
+    reused, but a field's tensor sits at an offset that moves with rows x width: the outputs'
+    addresses are not fixed (CUDA-graph inputs must be copied into static tensors).
 
     With ``device="cpu"`` the packer pads into fresh CPU tensors on every call (no pinning, no
     copies, `stream` ignored), so the same code and tests run anywhere. ``"cuda"`` on a machine
@@ -114,13 +117,17 @@ class Packer:
     Parameters
     ----------
     device : str or torch.device, default "cuda"
-        ``"cuda"``, ``"cuda:N"`` or ``"cpu"``.
-    buffers : int, default 2
-        Slots in the ring. Two let the next batch be packed while the last one is copied. A slot
-        whose last batch is still held takes a new device buffer, so give the ring more slots
-        than the batches held at once: 3 for a loop that holds its last batch while packing the
-        next (each copy then runs beside the previous step instead of after it), ``depth + 2``
-        under ``fastpad.prefetch(..., depth)``.
+        ``"cuda"``, ``"cuda:N"`` or ``"cpu"``. ``"cuda"`` is the device current at the first
+        copy (a packer built before ``torch.cuda.set_device(local_rank)`` copies to
+        ``local_rank``), kept from then on; `device` says ``cuda`` until then.
+    buffers : int, default 3
+        Slots in the ring. A slot whose last batch is still held takes a new device buffer, and
+        a release is seen at the next call: 3 lets the usual loop (``batch = packer(rows);
+        model(**batch)``, which holds batch k-1 while packing batch k) reuse every buffer, each
+        copy waiting on the device only for the model step before the previous one, so it runs
+        beside the previous step (with 2 it waits for it). Under ``fastpad.prefetch(...,
+        depth)`` the ring needs ``depth + 3`` slots; `prefetch` raises a Packer given as its
+        ``prepare`` to that (`reserve_buffers`).
     tokenizer : transformers tokenizer, optional
         Supplies pad ids, padding side and field names, as in `fastpad.pad`.
     stream : torch.cuda.Stream or "current", optional
@@ -155,6 +162,17 @@ class Packer:
     scalar tensors that require grad or live on a device are moved with ``Tensor.to`` (as
     ``Batch.to`` does), not through the buffer.
 
+    What the ring tracks: Python references to a batch's device buffer (any of its tensors or
+    views of them, counted with ``torch._C._storage_Use_Count``), and the work queued before the
+    release on the stream the batch was handed to (the stream current at the call; under
+    ``fastpad.prefetch``, the stream current where the loop takes it). Not tracked: reads on
+    another stream (``record_stream`` included: it only tells the caching allocator), a
+    collective still running (``async_op=True``), a CUDA graph replaying captured addresses, a
+    tensor shared with another process. For those, ``.clone()`` the tensor (on the stream it was
+    handed to) or hold the batch until that work is done. Without
+    ``torch._C._storage_Use_Count`` every batch counts as held: each copy takes a device buffer
+    from torch's caching allocator (correct, not allocation-free).
+
     Examples
     --------
     >>> packer = Packer("cpu", pad_token_id=0)
@@ -167,7 +185,7 @@ class Packer:
         self,
         device: Any = "cuda",
         *,
-        buffers: int = 2,
+        buffers: int = 3,
         tokenizer: Any = None,
         stream: Any = None,
         ragged_transfer: bool | Literal["auto"] = False,
@@ -200,28 +218,25 @@ class Packer:
         self._cuda = requested.type == "cuda" and torch.cuda.is_available()
         if requested.type == "cuda" and not self._cuda:
             _warn_no_cuda(str(requested))
-        if self._cuda and requested.index is None:
-            requested = torch.device("cuda", torch.cuda.current_device())
         self.device = requested if self._cuda else torch.device("cpu")
         self.stream: Any = None  # the copy stream; None: the current stream at each call
-        if self._cuda:
-            if stream is None:
-                self.stream = torch.cuda.Stream(device=self.device)
-            elif stream != "current":
-                if not isinstance(stream, torch.cuda.Stream):
-                    raise TypeError(
-                        "fastpad.Packer: stream must be None, 'current' or a torch.cuda.Stream, "
-                        f"got {type(stream).__name__}"
-                    )
-                if torch.device(stream.device) != self.device:
-                    # An event recorded on another device's stream would say nothing about
-                    # this device's copy: slots would be rewritten while still being copied.
-                    raise ValueError(
-                        f"fastpad.Packer: stream is on {stream.device} but the packer copies "
-                        f"to {self.device}; create it with torch.cuda.Stream(device="
-                        f"{str(self.device)!r})"
-                    )
-                self.stream = stream
+        self._stream_arg: Any = stream
+        if self._cuda and stream is not None and stream != "current":
+            if not isinstance(stream, torch.cuda.Stream):
+                raise TypeError(
+                    "fastpad.Packer: stream must be None, 'current' or a torch.cuda.Stream, "
+                    f"got {type(stream).__name__}"
+                )
+            stream_device = torch.device(stream.device)
+            if requested.index is not None and stream_device != requested:
+                # An event recorded on another device's stream would say nothing about
+                # this device's copy: slots would be rewritten while still being copied.
+                raise ValueError(
+                    f"fastpad.Packer: stream is on {stream.device} but the packer copies "
+                    f"to {requested}; create it with torch.cuda.Stream(device="
+                    f"{str(requested)!r})"
+                )
+            self.device = stream_device  # "cuda" with a stream of yours: the stream's device
         self.tokenizer = tokenizer
         self.ragged_transfer: bool | str = ragged_transfer
         self.buffers = buffers
@@ -231,12 +246,47 @@ class Packer:
         }
         self._threads = pad_defaults.get("threads")
         self._counters = dict.fromkeys(PackerStats.__dataclass_fields__, 0)
-        # Streams, events and the CUDA calls of a copy: looked up once, here.
-        self._calls = _ring.cuda_calls(torch, self.device, self.stream) if self._cuda else None
-        self._ring = PinnedRing(buffers, self._counters, self._calls)
         self._torch = torch
         self._dtypes = {name: getattr(torch, name) for name in ITEMSIZES}
         self._lock = threading.Lock()
+        # Streams, events and the CUDA calls of a copy: looked up once, at the first copy (when
+        # the device is "cuda" without an index, the device current then: see `_bind`).
+        self._calls: Any = None
+        self._ring = PinnedRing(buffers, self._counters, None, self._lock)
+        if self._cuda and self.device.index is not None:
+            self._bind()
+
+    def _bind(self) -> None:
+        """Take the device (the current one for ``"cuda"``), make the copy stream and look up
+        the CUDA calls: once, at construction for ``"cuda:N"`` or a stream of yours, else at the
+        first copy (so a packer built before ``torch.cuda.set_device(local_rank)`` copies to
+        ``local_rank``)."""
+        torch = self._torch
+        if self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        stream = self._stream_arg
+        if stream is None:
+            self.stream = torch.cuda.Stream(device=self.device)
+        elif stream != "current":
+            self.stream = stream
+        self._calls = _ring.cuda_calls(torch, self.device, self.stream)
+        self._ring.bind(self._calls)
+
+    def reserve_buffers(self, count: int) -> None:
+        """Give the ring at least `count` slots; never fewer than it has.
+
+        ``fastpad.prefetch(items, packer, depth=d)`` calls this with ``d + 3``: the batches
+        alive when the packer packs the next one under it, plus the slot that one needs. New
+        slots allocate their buffers at their first use.
+
+        Parameters
+        ----------
+        count : int
+            Slots the ring should have at least.
+        """
+        with self._lock:
+            self._ring.grow_to(count)
+            self.buffers = max(self.buffers, count)
 
     def __reduce__(self) -> Any:
         raise TypeError(
@@ -245,7 +295,7 @@ class Packer:
         )
 
     def __repr__(self) -> str:
-        stream = "current" if self.stream is None else "side"
+        stream = "current" if self._stream_arg == "current" or not self._cuda else "side"
         return (
             f"Packer(device={str(self.device)!r}, buffers={self.buffers}, stream={stream!r}, "
             f"ragged_transfer={self.ragged_transfer!r})"
@@ -271,7 +321,8 @@ class Packer:
         -------
         Batch
             Tensors on `device`. On CUDA they are ready for use on the stream that was current
-            at the call (the copy is asynchronous to the host).
+            at the call (the copy is asynchronous to the host); see the class Notes for what
+            keeps them from being rewritten.
 
         Raises
         ------
@@ -292,9 +343,15 @@ class Packer:
             pin_memory=False,  # the packer pins its own ring
             fields=list(inputs.fields),
         )
+        if options.template is not None or options.truncation == "only_second":
+            from ._truncate import cut_template_rows  # imported when first needed
+
+            inputs = cut_template_rows(inputs, options)
         if not self._cuda:
             return self._on_cpu(inputs, options, threads)
         with self._lock:
+            if self._calls is None:
+                self._bind()
             if self.ragged_transfer:
                 batch = self._maybe_ragged(inputs, options, threads)
                 if batch is not None:

@@ -20,8 +20,12 @@ __all__ = ["Allocator", "default_threads", "pad", "pad_inputs"]
 # allocate(rows, width, dtype_name) -> (result handed to the user, writable numpy view of it)
 Allocator = Callable[[int, int, str], tuple[Any, Any]]
 
-# Below this many output cells a second thread costs more than it saves.
-_PARALLEL_CELLS = 1 << 20
+# Output cells each thread of the default gets at least: below 2 * this, one thread. (Before, the
+# default split every batch from 2**20 cells over all cores; the docs' earlier 1.20x-1.63x for 2
+# threads at B=4096, 0.4M-2M cells, came from a quiet 2-core VM.) On the shared 2-core VM of
+# benchmarks/bench_threads.py (load 7-9), two threads were mostly slower than one at every size
+# from 17K to 8.4M cells, hence the load check in default_threads.
+_CELLS_PER_THREAD = 1 << 20
 _MAX_THREADS = 8
 # Batches of at least this many cells are checked against physical memory before allocation
 # (MemoryError naming the size, not an allocator's RuntimeError); smaller ones fit any machine.
@@ -46,13 +50,43 @@ _NUMPY_TYPES: dict[str, Any] = {
 }
 
 
-def default_threads() -> int:
-    """Threads `pad` uses for large array/`Ragged` batches: the usable cores, at most 8."""
+def _usable_cores() -> int:
     try:
-        cores = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, _MAX_THREADS))
+        return os.cpu_count() or 1
+
+
+def default_threads(cells: int | None = None) -> int:
+    """Threads `pad` uses by default for an array/`Ragged` batch.
+
+    Parameters
+    ----------
+    cells : int, optional
+        Output cells of the batch (rows x padded width). None: the upper bound, the usable cores
+        (at most 8).
+
+    Returns
+    -------
+    int
+        With `cells`: one thread per ``2**20`` cells (one below ``2**21``), no more than the
+        usable cores (at most 8) and no more than the cores the load average leaves idle plus
+        the calling one. On a busy machine a second thread waits for a core and the batch then
+        takes longer than on one thread (measured: ``benchmarks/bench_threads.py``).
+    """
+    cores = max(1, min(_usable_cores(), _MAX_THREADS))
+    if cells is None:
+        return cores
+    threads = min(cores, cells // _CELLS_PER_THREAD)
+    if threads <= 1:
+        return 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows): trust the cores
+        return threads
+    # The load counts the machine's running tasks, the calling thread among them when busy.
+    idle = int((os.cpu_count() or 1) - load)
+    return max(1, min(threads, idle + 1))
 
 
 def _missing_pad_value(key: str) -> ValueError:
@@ -152,13 +186,19 @@ def pad(
         of one length.
     max_length : int, optional
         Padding length for ``padding="max_length"`` and truncation length.
-    truncation : bool, default False
-        Cut rows longer than `max_length` (every field of a row the same way). Without it a row
+    truncation : bool or {"longest_first", "only_first", "only_second"}, default False
+        Cut rows longer than `max_length`, every field of a row at the same positions. Rows that
+        carry the `tokenizer`'s special-token template (``tokenizer(texts[, pairs])``) are cut as
+        ``tokenizer(..., truncation=..., max_length=...)`` cuts them: special tokens kept, the
+        segments trimmed per strategy (True is "longest_first"); a ValueError naming the row
+        where the tokenizer raises. Other rows (``add_special_tokens=False``, no tokenizer) are
+        cut as they are ("only_second" is a ValueError for them). Without truncation a row
         longer than `max_length` with ``padding="max_length"`` is a ValueError.
     pad_to_multiple_of : int, optional
         Round the padded length up to a multiple of this.
-    padding_side, truncation_side : {"left", "right"}, optional
-        Default: the tokenizer's, else "right". ``truncation_side="left"`` keeps the tail.
+    padding_side, truncation_side : str or None, default None
+        ``"left"`` or ``"right"``; None: the tokenizer's, else ``"right"``.
+        ``truncation_side="left"`` keeps the tail.
     return_attention_mask : bool, optional
         Default: whether the tokenizer's model takes one, else True. Built from the row lengths,
         never from ``ids == pad_token_id``.
@@ -168,14 +208,17 @@ def pad(
         Pad id for ``input_ids``; required without a tokenizer.
     pad_values : Mapping[str, int], optional
         Pad values of other ragged fields, e.g. ``{"labels": -100}``.
-    dtype : {"int64", "int32"} or torch/numpy dtype, optional
-        Dtype of ids and other padded fields; default int64.
-    mask_dtype : {"int64", "int32", "int8", "bool"} or dtype, optional
-        Dtype of ``attention_mask``; default int64.
+    dtype : str, numpy or torch dtype, or None, default None
+        Dtype of ids and other padded fields: ``"int64"`` or ``"int32"`` (or the numpy/torch
+        dtype); None: int64.
+    mask_dtype : str, numpy or torch dtype, or None, default None
+        Dtype of ``attention_mask``: ``"int64"``, ``"int32"``, ``"int8"`` or ``"bool"`` (or the
+        numpy/torch dtype); None: int64.
     pin_memory : bool, optional
         Allocate the outputs in pinned host memory. None: pin when an accelerator is available.
     threads : int, optional
-        Threads for large array/`Ragged` batches (None: automatic, 1 for small batches).
+        Threads for array/`Ragged` batches. None: `default_threads` for the batch's cells (one
+        thread below ``2**21`` cells or on a busy machine), one thread for Python lists.
 
     Returns
     -------
@@ -188,7 +231,9 @@ def pad(
         Tokens that are not ints (None, str, float, bool), rows that are not sequences.
     ValueError
         Bad options, nesting too deep, fields of different lengths within a row, bad offsets,
-        rows longer than `max_length` with ``padding="max_length"`` and no truncation.
+        rows longer than `max_length` with ``padding="max_length"`` and no truncation, a
+        truncation the tokenizer would refuse (see `truncation`), a `max_length` below the
+        number of special tokens of a row that carries the template.
     OverflowError
         A value that does not fit `dtype`.
 
@@ -247,6 +292,10 @@ def pad(
         pin_memory=pin_memory,
         fields=list(inputs.fields),
     )
+    if options.template is not None or options.truncation == "only_second":
+        from ._truncate import cut_template_rows  # imported when first needed
+
+        inputs = cut_template_rows(inputs, options)
     batch = pad_inputs(inputs, options, threads=threads)
     if defaults and list_rows and "input_ids" in options.pad_values:
         # Only after a successful call: the next ones take _pad_list_rows.
@@ -384,7 +433,7 @@ def pack_into(
     """Pack the measured fields into `views` (and the created mask into `mask_view`) with the
     core; threads by default only for a large batch with Ragged fields."""
     if threads is None:
-        threads = default_threads() if ragged and len(lengths) * width >= _PARALLEL_CELLS else 1
+        threads = default_threads(len(lengths) * width) if ragged else 1
     _core.pack(
         specs,
         views,

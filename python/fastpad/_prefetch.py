@@ -1,4 +1,4 @@
-"""Host prep hidden behind the model: `fastpad.prefetch` and `fastpad.encode_overlapped`.
+"""Host prep hidden behind the model: `fastpad.prefetch`.
 
 A model loop on a GPU alternates host prep (tokenize, pad, pin, start the copy) and model work.
 When the loop reads results back every batch (``.cpu()``, ``.item()``, a loss logged), the GPU
@@ -7,15 +7,11 @@ prepares batches ``depth`` ahead in one background thread: batch k+1 is tokenize
 pinned memory and its copy started while the model runs batch k. The thread spends its time in
 the tokenizer's and fastpad's C++ code and in CUDA calls; the model's thread waits for the GPU
 with the GIL released, so both proceed.
-
-`encode_overlapped` is sentence-transformers' ``SentenceTransformer.encode`` loop (the same
-length-sorted batches, the same ``preprocess`` and forward, the same post-processing), with
-``preprocess`` and the host-to-device copy of batch k+1 run by `prefetch` while batch k runs.
 """
 
 from __future__ import annotations
 
-import queue
+import collections
 import sys
 import threading
 import time
@@ -23,15 +19,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import numpy as np
+from . import _ring
 
-__all__ = ["PrefetchStats", "Prefetcher", "encode_overlapped", "prefetch"]
+__all__ = ["PrefetchStats", "Prefetcher", "prefetch"]
 
 Item = TypeVar("Item")
 Prepared = TypeVar("Prepared")
 
-# How long the worker waits on a full queue before it looks at the stop flag again (seconds).
-_POLL_S = 0.05
+# How long `Prefetcher.close` waits, by default, for a `prepare` in progress to finish (seconds).
+CLOSE_TIMEOUT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -64,7 +60,8 @@ _DONE = _Done()
 
 
 def _torch_if_imported() -> Any:
-    """torch when something already imported it (prefetch never imports torch itself)."""
+    """torch when something already imported it (prefetch never imports torch itself); the one
+    place tests swap in a simulated CUDA (tests/test_prefetch_cuda_order.py)."""
     return sys.modules.get("torch")
 
 
@@ -88,24 +85,116 @@ def _to_device(batch: Any, device: Any) -> Any:
     return batch
 
 
+def _tensors(batch: Any) -> Iterator[Any]:
+    """The tensors in `batch` (a tensor, a Mapping or list/tuple of them, nested)."""
+    if hasattr(batch, "record_stream") and hasattr(batch, "untyped_storage"):
+        yield batch
+    elif isinstance(batch, Mapping):
+        for value in batch.values():
+            yield from _tensors(value)
+    elif isinstance(batch, list | tuple):
+        for value in batch:
+            yield from _tensors(value)
+
+
+class _StreamOrder:
+    """CUDA stream order between the worker and the stream where each batch is taken.
+
+    The worker runs on a stream of its own (`stream`), so nothing it queues (a Packer's wait for
+    its copy, a ``non_blocking`` copy, a ragged rebuild) lands in the middle of the model's work.
+    After each batch it records an event on that stream (`mark`); `take`, in ``__next__``, makes
+    the stream current *there* wait for it on the device, tells a Packer's ring that its slot's
+    batch is used on that stream, and ``record_stream``s every other CUDA tensor of the batch on
+    it (memory the worker allocated on its own stream is then not reused before that stream's
+    work on it has run).
+    """
+
+    def __init__(self, torch: Any, device: Any) -> None:
+        self._cuda = torch.cuda
+        self.device = device
+        self.stream = torch.cuda.Stream(device=device)
+        self._event = torch.cuda.Event
+
+    def enter_worker(self) -> None:
+        self._cuda.set_stream(self.stream)  # also makes its device current in the worker
+
+    def mark(self) -> Any:
+        event = self._event()
+        event.record(self.stream)
+        return event
+
+    def take(self, batch: Any, event: Any) -> None:
+        consumer = self._cuda.current_stream(self.device)
+        consumer.wait_event(event)
+        for tensor in _tensors(batch):
+            if not _ring.hand_to(tensor, consumer) and tensor.device.type == "cuda":
+                tensor.record_stream(consumer)
+
+
+def _stream_order(prepare: Any, device: Any) -> _StreamOrder | None:
+    """The stream order for batches that go to a CUDA device (None off CUDA)."""
+    torch = _torch_if_imported()
+    if torch is None or not torch.cuda.is_available():
+        return None
+    target = getattr(prepare, "device", None) if device is None else device
+    try:
+        target = torch.device(target) if target is not None else None
+    except (TypeError, RuntimeError, ValueError):
+        target = None
+    if target is not None and target.type != "cuda":
+        return None
+    if target is None or target.index is None:
+        target = torch.device("cuda", torch.cuda.current_device())
+    return _StreamOrder(torch, target)
+
+
 class _Shared:
     """What the worker thread and its `Prefetcher` share. The thread holds this, never the
-    Prefetcher itself, so an abandoned Prefetcher is collected and its ``__del__`` stops it."""
+    Prefetcher itself, so an abandoned Prefetcher is collected and its ``__del__`` stops it.
+
+    The queue is a deque under a condition: once `shut` has run (under the condition) the worker
+    can put nothing more, so no prepared batch outlives ``close()`` in the queue.
+    """
 
     def __init__(self, depth: int) -> None:
-        self.queue: queue.Queue[tuple[Any, BaseException | None]] = queue.Queue(depth)
-        self.stop = threading.Event()
+        self.depth = depth
+        self.entries: collections.deque[tuple[Any, Any, BaseException | None]] = collections.deque()
+        # Re-entrant: a garbage collection inside a critical section may run an abandoned
+        # Prefetcher's __del__, which shuts its queue.
+        self.condition = threading.Condition(threading.RLock())
+        self.stopped = False
+        self.in_source = False  # the worker waits in next(items): it holds no prepared batch
         self.lock = threading.Lock()
         self.prepare_s = 0.0
 
-    def put(self, entry: tuple[Any, BaseException | None]) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(entry, timeout=_POLL_S)
-            except queue.Full:
-                continue
+    def put(self, entry: tuple[Any, Any, BaseException | None]) -> bool:
+        """Queue `entry` once there is room; False (and nothing queued) once shut."""
+        with self.condition:
+            while not self.stopped and len(self.entries) >= self.depth:
+                self.condition.wait()
+            if self.stopped:
+                return False
+            self.entries.append(entry)
+            self.condition.notify_all()
             return True
-        return False
+
+    def get(self) -> tuple[Any, Any, BaseException | None]:
+        with self.condition:
+            while not self.entries:
+                self.condition.wait()
+            entry = self.entries.popleft()
+            self.condition.notify_all()
+            return entry
+
+    def shut(self) -> list[tuple[Any, Any, BaseException | None]]:
+        """Stop the worker's puts and take what it queued (dropped by the caller, outside the
+        condition: dropping a batch may run arbitrary code)."""
+        with self.condition:
+            self.stopped = True
+            queued = list(self.entries)
+            self.entries.clear()
+            self.condition.notify_all()
+        return queued
 
 
 def _work(
@@ -113,39 +202,51 @@ def _work(
     items: Iterator[Any],
     prepare: Callable[[Any], Any] | None,
     device: Any,
-    stream: Any,
+    order: _StreamOrder | None,
 ) -> None:
     """The worker thread: prepare each item (and copy it to `device`), queue it in order."""
     try:
-        if stream is not None:
-            _torch_if_imported().cuda.set_stream(stream)
-        while True:
-            if shared.stop.is_set():
-                return
+        if order is not None:
+            order.enter_worker()
+        while not shared.stopped:
             started = time.perf_counter()  # getting the item is host prep too (a collate)
+            shared.in_source = True
             try:
                 item = next(items)
             except StopIteration:
                 break
-            batch = item if prepare is None else prepare(item)
+            finally:
+                shared.in_source = False
+            if shared.stopped:  # closed while the source was waited for: prepare nothing
+                return
+            if prepare is None:
+                batch = item
+            else:
+                try:
+                    batch = prepare(item)
+                except StopIteration as error:
+                    # As PEP 479 for generators: never a silent end of the loop.
+                    raise RuntimeError("fastpad.prefetch: prepare raised StopIteration") from error
             if device is not None:
                 batch = _to_device(batch, device)
+            event = None if order is None else order.mark()
             elapsed = time.perf_counter() - started
             with shared.lock:
                 shared.prepare_s += elapsed
-            if not shared.put((batch, None)):
+            if not shared.put((batch, event, None)):
                 return
             del batch, item  # the queue holds the batch; nothing here keeps it alive
-        shared.put((_DONE, None))
+        shared.put((_DONE, None, None))
     except BaseException as error:  # handed to the consumer, raised there
-        shared.put((None, error))
+        shared.put((None, None, error))
 
 
 class Prefetcher(Generic[Prepared]):
     """Iterator over prepared batches, prepared `depth` ahead by one background thread.
 
     Made by `prefetch`; see there. Iterate it once. ``close()`` (or leaving a ``with`` block)
-    stops the thread at once; an abandoned Prefetcher stops it when it is garbage collected.
+    stops the thread and drops the batches prepared ahead; an abandoned Prefetcher stops it when
+    it is garbage collected.
     """
 
     def __init__(
@@ -161,16 +262,17 @@ class Prefetcher(Generic[Prepared]):
             raise TypeError(
                 f"fastpad.prefetch: prepare must be callable, got {type(prepare).__name__}"
             )
+        reserve = getattr(prepare, "reserve_buffers", None)
+        if callable(reserve):  # a Packer: a free slot for every copy (see `prefetch`)
+            reserve(depth + HELD_BEYOND_DEPTH)
         self._shared = _Shared(depth)
         self._batches = 0
         self._wait_s = 0.0
         self._finished = False
-        # The consumer's current CUDA stream, made current in the worker: a Packer called
-        # there orders its copies before this stream, and a non_blocking copy queues on it.
-        stream = _consumer_stream(prepare, device)
+        self._order = _stream_order(prepare, device)
         self._thread = threading.Thread(
             target=_work,
-            args=(self._shared, iter(items), prepare, device, stream),
+            args=(self._shared, iter(items), prepare, device, self._order),
             name="fastpad-prefetch",
             daemon=True,
         )
@@ -182,6 +284,11 @@ class Prefetcher(Generic[Prepared]):
         with self._shared.lock:
             return PrefetchStats(self._batches, self._shared.prepare_s, self._wait_s)
 
+    @property
+    def stream(self) -> Any:
+        """The CUDA stream the background thread prepares on (None off CUDA)."""
+        return None if self._order is None else self._order.stream
+
     def __iter__(self) -> Iterator[Prepared]:
         return self
 
@@ -189,7 +296,7 @@ class Prefetcher(Generic[Prepared]):
         if self._finished:
             raise StopIteration
         started = time.perf_counter()
-        batch, error = self._shared.queue.get()
+        batch, event, error = self._shared.get()
         waited = time.perf_counter() - started
         if error is not None:
             self._finish()
@@ -197,6 +304,8 @@ class Prefetcher(Generic[Prepared]):
         if batch is _DONE:
             self._finish()
             raise StopIteration
+        if event is not None:
+            self._order.take(batch, event)  # type: ignore[union-attr]
         with self._shared.lock:
             self._wait_s += waited
             self._batches += 1
@@ -204,20 +313,30 @@ class Prefetcher(Generic[Prepared]):
 
     def _finish(self) -> None:
         self._finished = True
-        self._shared.stop.set()
-        self._thread.join()
+        self._shared.shut()
+        self._thread.join(CLOSE_TIMEOUT_S)
 
-    def close(self) -> None:
-        """Stop the background thread and drop the batches it prepared ahead."""
+    def close(self, timeout: float | None = CLOSE_TIMEOUT_S) -> None:
+        """Stop the background thread and drop the batches it prepared ahead.
+
+        Once this returns, no batch the thread prepared is held by the queue, and the thread
+        queues nothing more. A ``prepare`` in progress is waited for (at most `timeout`
+        seconds; None: as long as it takes), so that the batch it makes is dropped before this
+        returns. A thread waiting in the source (``next(items)`` on a loader that blocks) is not
+        waited for: it holds no prepared batch, and when the source returns it drops the item
+        without preparing it and ends (a daemon thread: it never keeps the process alive).
+
+        Parameters
+        ----------
+        timeout : float or None, default 10.0
+            Seconds to wait for a ``prepare`` in progress.
+        """
         self._finished = True
         shared = self._shared
-        shared.stop.set()
-        while True:  # drop what the worker queued
-            try:
-                shared.queue.get_nowait()
-            except queue.Empty:
-                break
-        self._thread.join()
+        queued = shared.shut()
+        del queued  # the prepared batches, dropped here
+        if not shared.in_source:
+            self._thread.join(timeout)
 
     def __enter__(self) -> Prefetcher[Prepared]:
         return self
@@ -228,22 +347,12 @@ class Prefetcher(Generic[Prepared]):
     def __del__(self) -> None:
         shared = getattr(self, "_shared", None)
         if shared is not None:
-            shared.stop.set()
+            shared.shut()
 
 
-def _consumer_stream(prepare: Any, device: Any) -> Any:
-    """The current CUDA stream of the device the batches go to (None off CUDA)."""
-    torch = _torch_if_imported()
-    if torch is None or not torch.cuda.is_available():
-        return None
-    target = getattr(prepare, "device", None) if device is None else device
-    try:
-        target = torch.device(target) if target is not None else None
-    except (TypeError, RuntimeError, ValueError):
-        target = None
-    if target is not None and target.type != "cuda":
-        return None
-    return torch.cuda.current_stream(target)
+# Batches of a Packer held at once under `prefetch(depth)`, beyond the `depth` queued: the one
+# the loop holds, the one `__next__` is handing out, and the slot the next copy needs free.
+HELD_BEYOND_DEPTH = 3
 
 
 def prefetch(
@@ -268,8 +377,8 @@ def prefetch(
         (its collator, e.g. `fastpad.DataCollatorWithPadding`, then runs in the thread when
         ``num_workers=0``)...
     prepare : callable, optional
-        ``prepare(item) -> batch``; default: the items themselves. A `fastpad.Packer` here (give
-        it ``buffers=depth + 2`` so each copy has a free slot) pads and copies in the thread.
+        ``prepare(item) -> batch``; default: the items themselves. A `fastpad.Packer` here pads
+        and copies in the thread; its ring is given at least ``depth + 3`` slots (see Notes).
     device : str or torch.device, optional
         Copy the prepared tensors to this device (``non_blocking=True``; asynchronous from
         pinned memory, as `fastpad.pad` and the collators allocate when a GPU is present).
@@ -292,11 +401,27 @@ def prefetch(
     Notes
     -----
     An exception raised by `prepare` (or by iterating `items`) is raised by the loop at the
-    batch where it happened; the thread stops. On CUDA the thread makes the stream that was
-    current where `prefetch` was called its current stream, so a Packer's copies are ordered
-    before it and a ``non_blocking`` copy queues on it. Tensors a `prepare` creates are not
-    inference tensors even inside ``torch.inference_mode`` (a thread-local mode), which any
-    model accepts.
+    batch where it happened, and the thread stops; a ``StopIteration`` raised by `prepare` is
+    raised as a RuntimeError chained to it (as PEP 479 does in generators), never taken for the
+    end of the items.
+
+    Streams: on CUDA the thread prepares on a stream of its own (`Prefetcher.stream`), and
+    records an event after each batch. The loop's ``next()`` makes the stream current *where
+    the batch is taken* wait for that event (on the device; the host does not wait), so a
+    prefetcher created outside ``with torch.cuda.stream(s):`` and iterated inside it orders each
+    batch before `s`. A Packer's ring is told that its batch is used on that stream, and every
+    other CUDA tensor of the batch is ``record_stream``-ed on it. Nothing queued by the thread
+    lands in the middle of the model's stream.
+
+    Ring size: under ``prefetch(..., depth=d)`` up to ``d + 2`` batches of a Packer are alive
+    when it packs the next one (``d`` queued, the one the loop holds, the one ``next()`` is
+    handing out), so its ring needs ``d + 3`` slots for steady state to allocate no device
+    memory. With the Packer itself as `prepare`, `prefetch` raises its ``buffers`` to that
+    (never lowers it); a `prepare` that calls a Packer should give it ``buffers=depth + 3``, one
+    more for each batch the loop keeps beyond the current one.
+
+    Tensors a `prepare` creates are not inference tensors even inside ``torch.inference_mode``
+    (a thread-local mode), which any model accepts.
 
     Examples
     --------
@@ -307,134 +432,3 @@ def prefetch(
     [3, 4]
     """
     return Prefetcher(items, prepare, device, depth)
-
-
-def encode_overlapped(
-    model: Any,
-    sentences: Iterable[str],
-    *,
-    batch_size: int = 32,
-    normalize_embeddings: bool = False,
-    convert_to_tensor: bool = False,
-    depth: int = 2,
-) -> Any:
-    """``model.encode(sentences, ...)`` with host prep hidden behind the model.
-
-    sentence-transformers' own encode loop (the same length-sorted batches, ``preprocess``,
-    forward, normalization and unsorting) with each batch's ``preprocess`` and host-to-device
-    copy (pinned, ``non_blocking=True``) run by `prefetch` while the model runs the batch
-    before it. The embeddings equal ``model.encode(sentences, batch_size=batch_size,
-    normalize_embeddings=normalize_embeddings, convert_to_tensor=convert_to_tensor)``; with
-    ``fastpad.patch_transformers()`` active, ``preprocess`` pads with fastpad too.
-
-    Parameters
-    ----------
-    model : sentence_transformers.SentenceTransformer
-        The model, on the device it runs on.
-    sentences : iterable of str
-        Texts to embed.
-    batch_size : int, default 32
-        As in ``encode``.
-    normalize_embeddings : bool, default False
-        As in ``encode``.
-    convert_to_tensor : bool, default False
-        One ``[len(sentences), dim]`` tensor on the model's device instead of a numpy array.
-    depth : int, default 2
-        Batches prepared ahead (see `prefetch`).
-
-    Returns
-    -------
-    numpy.ndarray or torch.Tensor
-        The embeddings, in the order of `sentences`.
-
-    Raises
-    ------
-    ValueError
-        `batch_size` is not a positive int.
-    TypeError
-        `model` lacks the sentence-transformers methods this loop calls (``preprocess``,
-        ``_input_length``), or a sentence is not a str.
-
-    Notes
-    -----
-    A model this loop does not reproduce (one whose batches interleave lengths for
-    padding-free inputs, or with a default prompt) is run by its own ``encode``, unchanged.
-    The model's ``truncate_dim`` applies, as in ``encode``.
-
-    Examples
-    --------
-    >>> embeddings = fastpad.encode_overlapped(model, texts, batch_size=32)  # doctest: +SKIP
-    """
-    import torch
-
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size <= 0:
-        raise ValueError(
-            f"fastpad.encode_overlapped: batch_size must be a positive int, got {batch_size!r}"
-        )
-    for name in ("preprocess", "_input_length"):
-        if not callable(getattr(model, name, None)):
-            raise TypeError(
-                f"fastpad.encode_overlapped: model must be a sentence_transformers."
-                f"SentenceTransformer (it has no {name}), got {type(model).__name__}"
-            )
-    texts = list(sentences)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(
-                f"fastpad.encode_overlapped: sentence {index} is a {type(text).__name__}, not a str"
-            )
-    can_flatten = getattr(model, "_can_flatten_inputs", None)
-    if (callable(can_flatten) and can_flatten()) or getattr(model, "default_prompt_name", None):
-        # Interleaved batches for padding-free inputs, or a prompt to prepend: run the model's
-        # own loop, unchanged.
-        return model.encode(
-            texts,
-            batch_size=batch_size,
-            normalize_embeddings=normalize_embeddings,
-            convert_to_tensor=convert_to_tensor,
-            show_progress_bar=False,
-        )
-    convert_to_numpy = not convert_to_tensor
-    truncate_dim = getattr(model, "truncate_dim", None)
-    device = model.device
-    model.eval()
-    order = np.argsort([-model._input_length(text) for text in texts])
-    sorted_texts = [texts[index] for index in order]
-    chunks = [
-        sorted_texts[start : start + batch_size]
-        for start in range(0, len(sorted_texts), batch_size)
-    ]
-    on_cuda = device.type == "cuda"
-
-    def prepare(chunk: list[str]) -> Any:
-        features = model.preprocess(chunk)
-        if not on_cuda:
-            return features
-        # Pinned here; prefetch then copies each tensor with non_blocking=True (the host goes on
-        # while the copy runs), on the current stream of the model's device.
-        return {
-            key: value.pin_memory() if isinstance(value, torch.Tensor) else value
-            for key, value in features.items()
-        }
-
-    embeddings: list[Any] = []
-    target = device if device.type != "cpu" else None
-    with torch.inference_mode(), prefetch(chunks, prepare, device=target, depth=depth) as batches:
-        for features in batches:
-            output = model(features)["sentence_embedding"]
-            if truncate_dim is not None:
-                output = output[..., :truncate_dim]
-            if normalize_embeddings:
-                output = torch.nn.functional.normalize(output, p=2, dim=1)
-            if convert_to_numpy:
-                output = output.cpu()
-            embeddings.extend(output)
-    unsorted = [embeddings[index] for index in np.argsort(order)]
-    if not unsorted:
-        return np.array([]) if convert_to_numpy else torch.tensor([], device=device)
-    stacked = torch.stack(unsorted)
-    if convert_to_numpy:
-        if stacked.dtype == torch.bfloat16:
-            stacked = stacked.float()
-        return stacked.cpu().numpy()
-    return stacked

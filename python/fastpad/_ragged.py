@@ -28,6 +28,8 @@ def _as_int_vector(array: Any, name: str) -> npt.NDArray[np.integer[Any]]:
         result = result.astype(np.int64)  # np.asarray([]) is float64
     if result.dtype.kind not in "iu":
         raise TypeError(f"Ragged: {name} must hold integers, got dtype {result.dtype}")
+    if not result.dtype.isnative:  # the other byte order ('>i4'): the same values, native
+        result = result.astype(result.dtype.newbyteorder("="))
     return result
 
 

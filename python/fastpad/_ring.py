@@ -14,7 +14,9 @@ writes into, rewritten only once the batch last handed out from it is released. 
 from __future__ import annotations
 
 import functools
+import threading
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -30,7 +32,9 @@ __all__ = [
     "TorchCudaCalls",
     "aligned",
     "cuda_calls",
+    "hand_to",
     "slot_layout",
+    "storage_use_count",
 ]
 
 # Device kernels load 16-byte vectors at best; 256 keeps every view on its own cache lines and
@@ -283,6 +287,40 @@ def cuda_calls(torch: Any, device: Any, stream: Any) -> PublicCudaCalls:
 # -- the ring ------------------------------------------------------------------------------------
 
 
+def storage_use_count(torch: Any) -> Callable[[int], int] | None:
+    """``torch._C._storage_Use_Count`` (references to a storage, by its ``_cdata``), or None
+    where this torch lacks it: the ring then cannot tell a released batch from a held one and
+    takes every device buffer afresh from torch's caching allocator (`PinnedRing`)."""
+    use_count = getattr(getattr(torch, "_C", None), "_storage_Use_Count", None)
+    return use_count if callable(use_count) else None
+
+
+# Slots whose device buffer holds a batch handed out, by the buffer's storage (``_cdata``):
+# `hand_to` finds the slot of a tensor there. Weak: a ring that is collected leaves no entry.
+_HANDED_SLOTS: weakref.WeakValueDictionary[int, Slot] = weakref.WeakValueDictionary()
+
+
+def hand_to(tensor: Any, stream: Any) -> bool:
+    """Tell the ring that owns `tensor`'s device buffer that its batch is used on `stream`.
+
+    ``fastpad.prefetch`` calls this where a batch is taken, so the release of the batch is
+    recorded on the stream that reads it (not on the stream it was prepared on). False when the
+    tensor is not in a ring's current device buffer (the caller then ``record_stream``s it).
+    """
+    try:
+        cdata = tensor.untyped_storage()._cdata
+    except (AttributeError, RuntimeError):
+        return False
+    slot = _HANDED_SLOTS.get(cdata)
+    if slot is None:
+        return False
+    with slot.lock:
+        if slot.cdata != cdata or slot.device is None or not slot.handed:
+            return False
+        slot.consumer = stream
+    return True
+
+
 class Slot:
     """One slot of the ring: a pinned host buffer and a device buffer of the same capacity.
 
@@ -290,10 +328,13 @@ class Slot:
     rewritten only once it completed). The device buffer's outputs were handed out to the
     ``consumer`` stream (``handed``) until its storage is referenced by nothing but the ring
     (``base_uses`` references, the buffer and its typed views); then ``freed`` is recorded on
-    that stream and the next copy into the buffer waits for it on the device.
+    that stream and the next copy into the buffer waits for it on the device. ``consumer`` is
+    the stream current at the call, or the one `hand_to` names (``fastpad.prefetch``, where the
+    batch is taken).
     """
 
     __slots__ = (
+        "__weakref__",
         "alloc_stream",
         "array",
         "base_uses",
@@ -306,6 +347,7 @@ class Slot:
         "freed",
         "handed",
         "host",
+        "lock",
         "typed",
     )
 
@@ -323,6 +365,7 @@ class Slot:
         self.consumer: Any = None
         self.freed: Any = None
         self.free_pending = False
+        self.lock: Any = None  # the packer's lock (`hand_to` changes `consumer` under it)
 
     @property
     def buffer(self) -> Any:
@@ -341,21 +384,35 @@ class PinnedRing:
     now), ``reuses``, ``waits`` and ``device_allocations``.
     """
 
-    def __init__(self, count: int, counters: dict[str, int], calls: Any = None) -> None:
-        self._slots = [Slot() for _ in range(count)]
+    def __init__(
+        self, count: int, counters: dict[str, int], calls: Any = None, lock: Any = None
+    ) -> None:
+        self._lock = threading.Lock() if lock is None else lock
+        self._slots: list[Slot] = []
         self._next = 0
         self._counters = counters
         self._calls = calls
         self.current: Slot | None = None  # the slot the batch in progress is packed into
-        self._use_count: Any = None
         torch = _torch()
         self._int_dtypes = (torch.bool, torch.int8, torch.int32, torch.int64)
-        if calls is not None:
-            self._use_count = torch._C._storage_Use_Count
+        # None: every device buffer is taken afresh (see `storage_use_count`).
+        self._use_count = storage_use_count(torch)
+        self.grow_to(count)
 
     @property
     def slots(self) -> list[Slot]:
         return self._slots
+
+    def bind(self, calls: Any) -> None:
+        """Set the CUDA calls (a packer binds its device at its first copy)."""
+        self._calls = calls
+
+    def grow_to(self, count: int) -> None:
+        """At least `count` slots (new ones are allocated at their first use)."""
+        while len(self._slots) < count:
+            slot = Slot()
+            slot.lock = self._lock
+            self._slots.append(slot)
 
     def acquire(self, nbytes: int) -> Slot:
         """The next slot, its host buffer at least `nbytes` and its last copy done."""
@@ -400,8 +457,11 @@ class PinnedRing:
         device = slot.device
         if slot.consumer is not None and slot.consumer is not slot.alloc_stream and device.is_cuda:
             device.record_stream(slot.consumer)
+        if _HANDED_SLOTS.get(slot.cdata) is slot:
+            del _HANDED_SLOTS[slot.cdata]
         slot.device = None
         slot.typed = {}
+        slot.cdata = 0
         slot.handed = False
         slot.free_pending = False
 
@@ -418,7 +478,8 @@ class PinnedRing:
         use_count = self._use_count
         side = calls.copy_stream is not None
         for other in self._slots:
-            if other.handed and use_count(other.cdata) <= other.base_uses:
+            # Without a use count a handed-out batch counts as held for ever.
+            if other.handed and use_count is not None and use_count(other.cdata) <= other.base_uses:
                 # Released since the last call: every read of it was queued before now. On a
                 # side stream the next copy into it waits for an event recorded now (early, so
                 # the wait does not take in later work); on the consumer's stream a copy queues
@@ -464,7 +525,9 @@ class PinnedRing:
         # The integer and bool views the outputs are carved from, made once per buffer.
         slot.typed = {dtype: slot.device.view(dtype) for dtype in self._int_dtypes}
         slot.cdata = slot.device.untyped_storage()._cdata
-        slot.base_uses = self._use_count(slot.cdata)
+        use_count = self._use_count
+        slot.base_uses = 0 if use_count is None else use_count(slot.cdata)
+        _HANDED_SLOTS[slot.cdata] = slot
         self._counters["device_allocations"] += 1
 
     @staticmethod

@@ -70,6 +70,23 @@ def _check_int(value: Any, name: str, *, minimum: int) -> int:
     return int(value)
 
 
+class _Prepare:
+    """``prepare`` of the prefetch thread: the rows of one batch, packed by the Packer.
+
+    Its `device` tells `prefetch` which device's streams order the batches (a closure would
+    leave it to the current device).
+    """
+
+    def __init__(self, packer: Any, encoded: Any, total: int, device: Any) -> None:
+        self.packer = packer
+        self.encoded = encoded
+        self.total = total
+        self.device = device
+
+    def __call__(self, rows: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], Batch]:
+        return rows, self.packer(_take(self.encoded, rows, self.total))
+
+
 class TokenBatches:
     """Token-budget batches of a ragged batch: iterate for ``(rows, batch)`` pairs.
 
@@ -138,20 +155,15 @@ class TokenBatches:
                 for key, value in self._pad_options.items()
                 if key not in ("tokenizer", "return_tensors", "pin_memory")
             }
-            # depth batches prepared ahead, one held by the loop, one being copied: each copy
-            # then finds a free slot (see Packer's `buffers`).
+            # A prepare that calls a Packer under prefetch(depth) needs depth + 3 slots for
+            # steady state to allocate no device memory (fastpad.prefetch's Notes).
             self._packer = Packer(
                 self._device,
                 buffers=self._depth + 3,
                 tokenizer=self._pad_options["tokenizer"],
                 **options,
             )
-        packer = self._packer
-        encoded, total = self._encoded, self._total
-
-        def prepare(rows: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], Batch]:
-            return rows, packer(_take(encoded, rows, total))
-
+        prepare = _Prepare(self._packer, self._encoded, self._total, self._device)
         self.close()
         prefetcher = prefetch(self.plan, prepare, depth=self._depth)
         self._prefetcher = prefetcher
@@ -224,12 +236,17 @@ def token_batches(
         Shuffle the order of the batches (training); see `plan_batches`.
     seed : int, optional
         Seed of the shuffle.
-    tokenizer, padding, max_length, truncation, pad_to_multiple_of, padding_side, \
-truncation_side, return_attention_mask, return_tensors, pad_token_id, pad_values, dtype, \
-mask_dtype, pin_memory, threads
+    tokenizer, max_length, pad_to_multiple_of, padding_side, truncation_side, \
+return_attention_mask, pad_token_id, pad_values, dtype, mask_dtype, pin_memory, threads
         As in `fastpad.pad`, for every batch. The plan counts each row at its length after
         truncation and each batch at its padded length (`pad_to_multiple_of` included;
         ``padding="max_length"`` counts `max_length` per row).
+    padding : bool or str, default True
+        As in `fastpad.pad`.
+    truncation : bool or str, default False
+        As in `fastpad.pad`.
+    return_tensors : {"pt", "np"}, default "pt"
+        As in `fastpad.pad`.
     device : str or torch.device, optional
         None: each batch is padded by `fastpad.pad` when the loop asks for it. A device
         (``"cuda"``, ``"cuda:1"``, ``"cpu"``): batches are padded by a `Packer` on that device

@@ -45,6 +45,74 @@ def _tokens(value: Any, name: str) -> npt.NDArray[np.int64]:
     return np.asarray(tokens, dtype=np.int64).reshape(-1)
 
 
+def _content(window_length: int, overlap: int, head: Any, tail: Any) -> int:
+    """Content tokens of a window, with `max_length` and `stride` checked against them."""
+    content = int(window_length - head.size - tail.size)
+    if content < 1:
+        raise ValueError(
+            f"fastpad.windows: max_length={window_length} leaves no room for content after "
+            f"{head.size} prefix and {tail.size} suffix tokens"
+        )
+    if overlap < 0 or overlap >= content:
+        raise ValueError(
+            f"fastpad.windows: stride must be in [0, {content}) (the content tokens of a window: "
+            f"max_length {window_length} - {head.size + tail.size} prefix/suffix tokens), "
+            f"got {overlap}"
+        )
+    return content
+
+
+def _template_ends(
+    tokenizer: Any,
+    values: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    row_starts: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]] | None:
+    """The tokenizer's single-text prefix and suffix when every row carries them (the rows of
+    ``tokenizer(texts)``), None when no row does; a ValueError for a mix, for pair rows and for a
+    template with non-zero type ids (windows writes all-zero token_type_ids)."""
+    from ._truncate import match_layout, read_template  # imported when first needed
+
+    template = read_template(tokenizer)
+    layout = template.single if template is not None else None
+    if layout is None or layout.specials == 0 or lengths.size == 0:
+        return None
+    prefix = np.asarray(layout.prefix, dtype=np.int64)
+    suffix = np.asarray(layout.suffix, dtype=np.int64)
+    carries = lengths >= prefix.size + suffix.size
+    last = max(values.size - 1, 0)
+    for index, token in enumerate(prefix):
+        position = np.minimum(row_starts + index, last)
+        carries &= values[position] == token if values.size else False
+    for index, token in enumerate(suffix):
+        position = np.clip(row_starts + lengths - suffix.size + index, 0, last)
+        carries &= values[position] == token if values.size else False
+    if not carries.any():
+        return None
+    if not carries.all():
+        raise ValueError(
+            f"fastpad.windows: row {int(np.argmin(carries))} does not carry the tokenizer's "
+            f"special tokens (prefix {prefix.tolist()}, suffix {suffix.tolist()}) but row "
+            f"{int(np.argmax(carries))} does; pass rows of one kind"
+        )
+    if any(layout.prefix_types) or any(layout.suffix_types) or layout.first_type:
+        raise ValueError(
+            "fastpad.windows: the tokenizer's template has non-zero token type ids; pass rows "
+            "without special tokens (add_special_tokens=False) and prefix/suffix"
+        )
+    pair = template.pair if template is not None else None
+    if pair is not None and pair.middle:
+        for row in range(lengths.size):
+            start = int(row_starts[row])
+            ids = values[start : start + int(lengths[row])].tolist()
+            if match_layout(ids, None, None, pair) is not None:
+                raise ValueError(
+                    f"fastpad.windows: row {row} carries the tokenizer's pair template; windows "
+                    "splits single texts (pass the first and second texts' ids separately)"
+                )
+    return prefix, suffix
+
+
 def window_bounds(
     lengths: npt.NDArray[np.int64], content: int, stride: int, from_left: bool = False
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
@@ -93,6 +161,14 @@ def windows(
     ``prefix=[cls], suffix=[sep]``, the result equals ``tokenizer(texts, max_length=...,
     truncation=True, stride=..., return_overflowing_tokens=True, padding=True)``.
 
+    Rows that carry the tokenizer's special tokens (``tokenizer(texts)["input_ids"]``), given
+    with `tokenizer` and without `prefix` / `suffix`, give the same windows: the tokenizer's
+    single-text prefix and suffix (``[CLS]`` / ``[SEP]``, ``<s>`` / ``</s>``...) are taken off
+    every row and put around every window. Every row must then carry them (a mix is a
+    ValueError), and rows of text pairs are a ValueError (windows splits single texts). Rows
+    without the template, or any row when `prefix` or `suffix` is given, are windowed as they
+    are: special tokens inside them count as content.
+
     Parameters
     ----------
     sequences : list, Ragged, array or Mapping
@@ -110,9 +186,9 @@ def windows(
         Pad id; default the tokenizer's.
     tokenizer : transformers tokenizer, optional
         Supplies pad ids, sides, and whether ``token_type_ids`` are returned.
-    truncation_side : {"left", "right"}, optional
-        "left" cuts windows from the end of each row backwards (as the tokenizers crate does);
-        default the tokenizer's, else "right".
+    truncation_side : str or None, default None
+        ``"left"`` or ``"right"``; None: the tokenizer's, else ``"right"``. ``"left"`` cuts
+        windows from the end of each row backwards (as the tokenizers crate does).
     return_token_type_ids : bool, optional
         Add all-zero ``token_type_ids``; default: when the tokenizer's model takes them.
     **pad_kwargs
@@ -129,7 +205,8 @@ def windows(
     ------
     ValueError
         ``stride < 0``, ``stride >=`` the content size of a window, `max_length` too small to hold
-        `prefix`, `suffix` and one token.
+        `prefix`, `suffix` and one token; rows of which only some carry the tokenizer's special
+        tokens, rows of text pairs (see above).
 
     Examples
     --------
@@ -143,18 +220,7 @@ def windows(
     overlap = _int(stride, "stride")
     head = _tokens(prefix, "prefix")
     tail = _tokens(suffix, "suffix")
-    content = window_length - head.size - tail.size
-    if content < 1:
-        raise ValueError(
-            f"fastpad.windows: max_length={window_length} leaves no room for content after "
-            f"{head.size} prefix and {tail.size} suffix tokens"
-        )
-    if overlap < 0 or overlap >= content:
-        raise ValueError(
-            f"fastpad.windows: stride must be in [0, {content}) (the content tokens of a window: "
-            f"max_length {window_length} - {head.size + tail.size} prefix/suffix tokens), "
-            f"got {overlap}"
-        )
+    content = _content(window_length, overlap, head, tail)
     side = truncation_side
     if side is None:
         side = getattr(tokenizer, "truncation_side", "right") if tokenizer is not None else "right"
@@ -193,6 +259,15 @@ def windows(
     values = concat_field("input_ids", field, lengths)
     row_starts = np.zeros(lengths.size, dtype=np.int64)
     np.cumsum(lengths[:-1], out=row_starts[1:])
+    if tokenizer is not None and head.size == 0 and tail.size == 0:
+        # Rows of tokenizer(texts): their special tokens go around every window, as the
+        # tokenizer's overflow puts them.
+        ends = _template_ends(tokenizer, values, lengths, row_starts)
+        if ends is not None:
+            head, tail = ends
+            content = _content(window_length, overlap, head, tail)
+            row_starts = row_starts + head.size
+            lengths = lengths - head.size - tail.size
 
     rows, start, stop = window_bounds(lengths, content, overlap, from_left=side == "left")
     content_lengths = stop - start

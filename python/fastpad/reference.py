@@ -183,7 +183,8 @@ def _row_length(row: Any, key: str, index: int) -> int:
             raise ValueError(
                 f"fastpad: row {index} of {key!r} is a {len(row.shape)}-D array (nesting too deep)"
             )
-        if "int" not in str(row.dtype):
+        kind = getattr(row.dtype, "kind", None)  # numpy: "i"/"u" in either byte order ('>i4')
+        if (kind not in ("i", "u")) if isinstance(kind, str) else "int" not in str(row.dtype):
             raise TypeError(f"fastpad: row {index} of {key!r} has dtype {row.dtype}")
         return int(row.shape[0])
     raise TypeError(
@@ -212,6 +213,13 @@ def pad_inputs(inputs: Inputs, options: PadOptions) -> Batch:
     Checks run in the order of the C++ path: row types and lengths of every field, lengths
     agreeing across fields, the padded width, then the tokens themselves.
     """
+    if options.truncate and (options.template is not None or options.truncation == "only_second"):
+        # Rows that carry the tokenizer's template are cut as the tokenizer cuts them (the same
+        # code as fastpad.pad: the oracle of that is the tokenizer itself, see
+        # tests/test_truncation_parity.py); the plain cut of the other rows is written below.
+        from ._truncate import cut_template_rows
+
+        inputs = cut_template_rows(inputs, options)
     names = [key for key, field in inputs.fields.items() if field.kind != "scalars"]
     if not names:
         raise ValueError("fastpad.pad: no field with rows to pad (only per-example scalars)")

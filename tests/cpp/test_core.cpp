@@ -3,6 +3,7 @@
 // the core fails the build). Prints one line per failed check and exits non-zero on any.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <limits>
@@ -58,10 +59,12 @@ void ranges_cover_every_row_once() {
       });
       for (std::int64_t row = 0; row < rows; ++row) CHECK(visits[row] == 1);
       const auto seen = ranges.sorted();
-      // One range on the calling thread below two threads or two rows; else one per thread, at
-      // most one per row and at most 256.
+      // One range on the calling thread below two threads or two rows; else four per thread (at
+      // most 256 threads), at most one per row.
       const std::int64_t expected =
-          (threads <= 1 || rows < 2) ? 1 : std::min<std::int64_t>({threads, rows, 256});
+          (threads <= 1 || rows < 2)
+              ? 1
+              : std::min<std::int64_t>(rows, 4 * std::min<std::int64_t>({threads, rows, 256}));
       CHECK(static_cast<std::int64_t>(seen.size()) == expected);
       // Contiguous, non-empty (when there are rows) and in order from 0 to rows.
       std::int64_t next = 0;
@@ -105,9 +108,27 @@ void first_exception_in_row_order_wins() {
     }
     CHECK(message == "row 30");
     // Every range ran to its end or its failing row before the exception reached the caller: with
-    // 4 threads, ranges [20, 40) and [60, 80) stop halfway.
-    if (threads == 4) CHECK(rows_done == 80 - 10 - 10);
+    // 4 threads (16 ranges of 5 rows), ranges [30, 35) and [70, 75) stop at their first row.
+    if (threads == 4) CHECK(rows_done == 80 - 5 - 5);
   }
+}
+
+void late_helpers_find_nothing_left() {
+  // Helpers are detached and may start after the call returned: they must then call nothing
+  // (the ranges' state lives on the caller's stack, gone by then).
+  std::atomic<std::int64_t> after_return{0};
+  for (int call = 0; call < 500; ++call) {
+    std::atomic<std::int64_t> rows_done{0};
+    std::atomic<bool> returned{false};
+    fastpad::parallel_rows(64, 8, [&](std::int64_t begin, std::int64_t end) {
+      if (returned.load()) ++after_return;
+      rows_done += end - begin;
+    });
+    returned = true;
+    CHECK(rows_done == 64);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  CHECK(after_return == 0);
 }
 
 void core_errors_keep_their_kind() {
@@ -152,6 +173,7 @@ int main() {
   ranges_cover_every_row_once();
   one_thread_runs_on_the_caller();
   first_exception_in_row_order_wins();
+  late_helpers_find_nothing_left();
   core_errors_keep_their_kind();
   concat_pieces_copies_and_stops_at_uint64_overflow();
   CHECK(fastpad::hardware_threads() >= 0);

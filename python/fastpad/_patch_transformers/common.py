@@ -30,7 +30,14 @@ __all__ = [
 
 
 class PatchWarning(UserWarning):
-    """An entry point of `patch_transformers` was left unpatched (unrecognised internals)."""
+    """An entry point of `patch_transformers` was left unpatched: its transformers functions match
+    no validated form (an unrecognised release, or functions another library wrapped).
+
+    Issued once per entry point, naming it and the functions that differ; transformers' own code
+    then runs for that entry point. Public as ``fastpad.PatchWarning`` (also importable from
+    ``fastpad._patch_transformers``, its earlier home). Silence it with
+    ``warnings.filterwarnings("ignore", category=fastpad.PatchWarning)``.
+    """
 
 
 # Why a call ran transformers' original code; `patch_transformers.stats()` counts them.

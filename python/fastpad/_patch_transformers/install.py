@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from .common import (
     Transformers,
     load_transformers,
 )
-from .fingerprints import unrecognised, validated_releases
+from .fingerprints import unrecognised, validated, validated_releases
 from .seq2seq import wrap_seq2seq
 from .tokenizer_call import CALL_METHODS, call_methods, wrap_call
 from .tokenizer_pad import PAD_METHODS, wrap_pad
@@ -42,6 +43,7 @@ class _Installed:
     wrapper: Any
 
 
+_LOG = logging.getLogger("fastpad")
 _LOCK = threading.RLock()
 _INSTALLED: dict[str, list[_Installed]] = {}
 _WARNED: set[str] = set()
@@ -74,6 +76,31 @@ def _warn_once(entry: str, message: str) -> None:
         )
 
 
+def _log_patched(version: str, status: dict[str, bool], newly: list[str]) -> None:
+    """One INFO record on the "fastpad" logger when entry points were newly patched: which are
+    patched and which not, and whether this release is one the matrix ran or only has functions
+    that match validated forms (a newer release is patched where they match)."""
+    if not newly or not _LOG.isEnabledFor(logging.INFO):
+        return
+    releases = {
+        release for forms in validated().values() for form in forms for release in form["releases"]
+    }
+    how = (
+        "a validated release"
+        if version in releases
+        else "not itself a validated release: patched where its functions match a validated form"
+    )
+    patched = [entry for entry, on in status.items() if on]
+    unpatched = [entry for entry, on in status.items() if not on]
+    _LOG.info(
+        "fastpad.patch_transformers: transformers %s (%s): patched %s; unpatched %s",
+        version,
+        how,
+        ", ".join(patched) or "none",
+        ", ".join(unpatched) or "none",
+    )
+
+
 def _install() -> dict[str, bool]:
     tf = load_transformers()
     if tf is None:
@@ -87,6 +114,7 @@ def _install() -> dict[str, bool]:
             )
         return dict.fromkeys(ENTRY_POINTS, False)
     status: dict[str, bool] = {}
+    newly: list[str] = []
     for entry in ENTRY_POINTS:
         if entry in _INSTALLED:
             status[entry] = True
@@ -126,6 +154,8 @@ def _install() -> dict[str, bool]:
             installed.append(_Installed(owner, name, original, wrapper))
         _INSTALLED[entry] = installed
         status[entry] = True
+        newly.append(entry)
+    _log_patched(tf.version, status, newly)
     return status
 
 
@@ -165,8 +195,13 @@ class _PatchTransformers:
         Returns
         -------
         dict of str to bool
-            Per entry point, whether it is patched. An entry point whose transformers code
-            fastpad does not recognise stays unpatched (with one `PatchWarning`).
+            Per entry point (``"tokenizer.pad"``, ``"tokenizer.__call__"``, the collators),
+            whether it is patched. An entry point is patched wherever the transformers functions
+            it reproduces match a validated form, also on a release newer than those validated
+            (e.g. 5.25); one that matches none stays unpatched, with one `PatchWarning` naming
+            it and the functions that differ. Patching logs one INFO record on the ``"fastpad"``
+            logger: the transformers release, whether the matrix validated that release itself,
+            and the entry points patched and unpatched.
 
         Raises
         ------
