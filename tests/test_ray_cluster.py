@@ -1,11 +1,13 @@
 """fastpad.ray and the Ray Serve example on a real local Ray instance.
 
-One local Ray (2 CPUs, no dashboard) per module, started by the first test and shut down after
-the last. Ray Data: text -> `Tokenize` in Ray workers (tasks and actors) -> `Collate` in
-``iter_torch_batches`` (in the driver, and inside a Ray task as Ray Train does) equals the
-tokenizer's padded call, row for row. Ray Serve (examples/serve_embeddings.py): a bounded
-number of HTTP requests (32, 16 at a time, each with a timeout) to 127.0.0.1 only; every
-embedding equals a direct model call on that sentence alone.
+One local Ray (2 CPUs, no dashboard, every port on 127.0.0.1: the example's `init_ray`) per
+module, started by the first test and shut down after the last. Ray Data: text -> `Tokenize` in
+Ray workers (tasks and actors) -> `Collate` in ``iter_torch_batches`` (in the driver, and inside
+a Ray task as Ray Train does) equals the tokenizer's padded call, row for row. Ray Serve
+(examples/serve_embeddings.py in its default mode, token batches): a bounded number of HTTP
+requests (32, 16 at a time, each with a timeout) to 127.0.0.1 only; every embedding equals a
+direct model call on that sentence alone; bad bodies get 400. Both modes under load, compared:
+benchmarks/test_serve_load.py (``serve_load.py --quick``).
 
 The Ray Data tests run first: the Serve replica holds one of the two CPUs until the end.
 """
@@ -65,11 +67,11 @@ TIMEOUT_S = 60.0
 ATOL = 1e-5
 
 
-def load_example() -> ModuleType:
-    """examples/serve_embeddings.py as a module (not in sys.modules: Ray pickles it by value)."""
-    if not EXAMPLE.is_file():
-        pytest.fail(f"{EXAMPLE} not found: the tests expect examples/ next to tests/")
-    spec = importlib.util.spec_from_file_location("fastpad_serve_embeddings_example", EXAMPLE)
+def load_module(path: Path, name: str) -> ModuleType:
+    """A script as a module (not in sys.modules: Ray pickles its classes by value)."""
+    if not path.is_file():
+        pytest.fail(f"{path} not found: the tests expect examples/ next to tests/")
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -82,24 +84,22 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def load_example() -> ModuleType:
+    return load_module(EXAMPLE, "fastpad_serve_embeddings_example")
+
+
 @pytest.fixture(scope="module")
 def example() -> ModuleType:
     return load_example()
 
 
 @pytest.fixture(scope="module")
-def ray_local() -> Iterator[Any]:
-    """One local Ray instance for the module: 2 CPUs, no dashboard, quiet."""
+def ray_local(example: ModuleType) -> Iterator[Any]:
+    """One local Ray instance for the module: 2 CPUs, no dashboard, on 127.0.0.1, quiet."""
     import ray
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # inherited by the worker processes
-    ray.init(
-        address="local",
-        num_cpus=2,
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-    )
+    example.init_ray(num_cpus=2, log_to_driver=False, configure_logging=False)
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     context.print_on_execution_start = False
@@ -107,27 +107,6 @@ def ray_local() -> Iterator[Any]:
         yield ray
     finally:
         ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def served(ray_local: Any, example: ModuleType) -> Iterator[dict[str, Any]]:
-    """The example application on 127.0.0.1 (a free port); Serve is shut down after the module."""
-    from ray import serve
-
-    try:
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port})
-        serve.run(
-            example.EmbeddingDeployment.bind(batch_wait_timeout_s=0.05),
-            name="embeddings",
-            route_prefix="/embed",
-        )
-        yield {
-            "url": f"http://127.0.0.1:{port}/embed",
-            "handle": serve.get_app_handle("embeddings"),
-        }
-    finally:
-        serve.shutdown()
 
 
 def post(url: str, body: bytes) -> tuple[int, Any]:
@@ -266,12 +245,72 @@ def test_pipeline_in_actors_consumed_in_a_ray_task(
 # -- Ray Serve ---------------------------------------------------------------------------------
 
 
+@pytest.fixture(scope="module")
+def served(ray_local: Any, example: ModuleType) -> Iterator[dict[str, Any]]:
+    """The example application (token batches) on 127.0.0.1 (a free port); Serve is shut down
+    after the module."""
+    from ray import serve
+
+    try:
+        port = free_port()
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(example.build(), name="embeddings", route_prefix="/embed")
+        yield {
+            "url": f"http://127.0.0.1:{port}/embed",
+            "handle": serve.get_app_handle("embeddings"),
+        }
+    finally:
+        serve.shutdown()
+
+
+def ray_listening_addresses() -> dict[str, str]:
+    """``address:port -> process name`` of every TCP socket listening in this process and the
+    processes it started (gcs_server, raylet, workers, agents)."""
+    import psutil
+
+    me = psutil.Process()
+    processes = {process.pid: process for process in [me, *me.children(recursive=True)]}
+    listening = {}
+    for connection in psutil.net_connections(kind="tcp"):
+        if connection.status == psutil.CONN_LISTEN and connection.pid in processes:
+            address = f"{connection.laddr.ip}:{connection.laddr.port}"
+            try:
+                listening[address] = processes[connection.pid].name()
+            except psutil.NoSuchProcess:
+                continue
+    return listening
+
+
+def test_local_ray_listens_on_loopback_only(served: dict[str, Any]) -> None:
+    """Every port of the local instance (GCS, raylet, workers, agents, Serve's proxy and
+    controller) listens on 127.0.0.1, but one: a Serve replica's inter-deployment gRPC server,
+    which Ray Serve 2.60 binds to ``[::]:0`` whatever the node address
+    (ray/serve/_private/replica.py); the example's docstring says so."""
+    listening = ray_listening_addresses()
+    assert {"gcs_server", "raylet"} <= set(listening.values()), listening
+    elsewhere = {
+        address: name
+        for address, name in listening.items()
+        if address.rsplit(":", 1)[0] not in ("127.0.0.1", "::ffff:127.0.0.1", "::1")
+    }
+    replica_grpc = {
+        address
+        for address, name in elsewhere.items()
+        if name.startswith("ray::ServeRepli") and address.startswith("::")
+    }
+    assert len(replica_grpc) <= 1  # one replica
+    assert set(elsewhere) == replica_grpc, elsewhere
+
+
 def test_served_embeddings_equal_direct_model_calls(
     served: dict[str, Any], example: ModuleType, embedder: Any, sentences: list[str]
 ) -> None:
     base = list(dict.fromkeys(sentences))  # 8 distinct sentences, one of them empty
     texts = [base[index % len(base)] + f" {index}" * (index % 5) for index in range(REQUESTS)]
+    texts[3] = "padding " * 300  # 302 tokens: truncated to 256
     bodies = [json.dumps({"text": text}).encode() for text in texts]
+    handle = served["handle"]
+    before = handle.stats.remote().result(timeout_s=TIMEOUT_S)
     with ThreadPoolExecutor(CLIENTS) as pool:
         replies = list(pool.map(lambda body: post(served["url"], body), bodies))
     assert [status for status, _ in replies] == [200] * len(texts)
@@ -279,16 +318,17 @@ def test_served_embeddings_equal_direct_model_calls(
     expected = direct_embeddings(example, embedder, texts)
     assert got.shape == (len(texts), 384)
     np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL)
-    stats = served["handle"].stats.remote().result(timeout_s=TIMEOUT_S)
-    assert stats["rows"] == len(texts)
+    after = handle.stats.remote().result(timeout_s=TIMEOUT_S)
+    assert after["rows"] - before["rows"] == len(texts)
     # Concurrent requests were batched, so rows of different lengths were padded together.
-    assert stats["max_batch"] > 1, stats
-    assert stats["batches"] < len(texts), stats
+    assert after["max_rows"] > 1, after
+    assert after["model_calls"] - before["model_calls"] < len(texts), after
 
 
 def test_bad_requests_get_400(served: dict[str, Any]) -> None:
-    assert post(served["url"], b'{"text": 5}')[0] == 400
-    assert post(served["url"], b"not json")[0] == 400
+    # Not JSON, no text, a number, a list, null, bytes that are not UTF-8: 400 each.
+    for body in (b"not json", b"{}", b'{"text": 5}', b'["a list"]', b'{"text": null}', b"\xff"):
+        assert post(served["url"], body)[0] == 400, body
     status, reply = post(served["url"], b'{"text": "still serving"}')
     assert status == 200 and len(reply["embedding"]) == 384
 
@@ -297,15 +337,42 @@ def test_example_matches_sentence_transformers(
     example: ModuleType, embedder: Any, sentences: list[str]
 ) -> None:
     """The example's pooling is sentence-transformers' for this model, truncation to 256 tokens
-    included; its fastpad path equals its tokenizer-padding path (in process, no Ray)."""
+    included, in every mode: count batches padded by fastpad or by the tokenizer (equal), and
+    token batches of the tokenized rows (in process, no Ray)."""
     sentence_transformers = pytest.importorskip("sentence_transformers")
     texts = [*dict.fromkeys(sentences), "padding " * 300]  # 302 tokens before truncation
     got = embedder.embed(texts)
+    rows = embedder.tokenize(texts)
+    by_tokens = embedder.embed_rows(rows)
     embedder.padding = "tokenizer"
     try:
         assert torch.equal(embedder.embed(texts), got)
+        by_tokens_tokenizer = embedder.embed_rows(rows)
     finally:
         embedder.padding = "fastpad"
     model = sentence_transformers.SentenceTransformer(example.default_model_dir(), device="cpu")
     expected = model.encode(texts, convert_to_numpy=True)
-    np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=ATOL)
+    for embeddings in (got, by_tokens, by_tokens_tokenizer):
+        np.testing.assert_allclose(embeddings.numpy(), expected, rtol=0, atol=ATOL)
+
+
+def test_token_batches_stay_within_the_budget(example: ModuleType, embedder: Any) -> None:
+    """Every row once, in batches of at most max_batch_tokens padded cells (a longer row
+    alone), shortest batches first."""
+    texts = [("word " * (index * 7 % 90)).strip() for index in range(60)] + ["long " * 400]
+    rows = embedder.tokenize(texts)
+    embedder.max_batch_tokens = 512
+    try:
+        plan = list(embedder.token_batches(rows))
+    finally:
+        embedder.max_batch_tokens = 2048
+    seen = np.concatenate([positions for positions, _ in plan])
+    assert sorted(seen.tolist()) == list(range(len(rows)))
+    widths = []
+    for positions, batch in plan:
+        rows_in_batch, width = batch["input_ids"].shape
+        assert rows_in_batch == len(positions)
+        assert rows_in_batch * width <= 512 or rows_in_batch == 1
+        assert width == max(len(rows[index]["input_ids"]) for index in positions)
+        widths.append(width)
+    assert widths == sorted(widths)
