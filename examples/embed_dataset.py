@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 import fastpad
+from fastpad.ray import init_ray  # a local Ray on 127.0.0.1 only
 
 ID_COLUMN = "id"
 TEXT_COLUMN = "text"
@@ -264,41 +265,6 @@ def embed_dataset(
         num_cpus=cpus_per_actor,
         num_gpus=gpus_per_actor,
     )
-
-
-def init_ray(address: str | None = None, *, dashboard: bool = False, **options: Any) -> Any:
-    """``ray.init`` for this job. A local instance (no `address`) takes 127.0.0.1 as its node
-    address, so every port Ray opens listens on loopback only, and starts the dashboard only
-    when asked (on 127.0.0.1 too); a cluster (`address`, e.g. "auto") keeps its own settings.
-    `options` go to ``ray.init`` (``num_cpus=``...). Ray already started in this process (a
-    notebook, a test) is used as it is.
-
-    Ray 2.60 replaces ``ray.init(_node_ip_address="127.0.0.1")`` by the machine's routable
-    address, and its servers listen on all interfaces unless the node address is loopback. Its
-    switch for single-machine instances (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the default on
-    macOS and Windows) keeps the node on 127.0.0.1: set here for the processes Ray starts and,
-    since Ray read it when imported, for this one.
-    """
-    import ray
-    from ray._private import ray_constants
-
-    if ray.is_initialized():
-        return ray.get_runtime_context()
-    if address is not None:
-        return ray.init(address=address, **options)
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    context = ray.init(
-        address="local", include_dashboard=dashboard, dashboard_host="127.0.0.1", **options
-    )
-    node_address = ray.util.get_node_ip_address()
-    if node_address != "127.0.0.1":
-        ray.shutdown()
-        raise RuntimeError(
-            f"the local Ray instance took {node_address} as its address, not 127.0.0.1: its "
-            "ports would listen beyond this machine"
-        )
-    return context
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -72,6 +72,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 import fastpad
+from fastpad.ray import init_ray  # a local Ray on 127.0.0.1 only
 
 MAX_SEQ_LENGTH = 256  # sentence-transformers' max_seq_length for all-MiniLM-L6-v2
 BATCHINGS = ("tokens", "count")
@@ -394,48 +395,6 @@ def build(**options: Any) -> Any:
 
 
 app = build()
-
-
-def init_ray(
-    address: str | None = None,
-    *,
-    dashboard: bool = False,
-    num_cpus: int | None = None,
-    **options: Any,
-) -> Any:
-    """``ray.init`` for this example. A local instance (no `address`) takes 127.0.0.1 as its node
-    address, so every port Ray opens listens on loopback only, and starts the dashboard only
-    when asked (on 127.0.0.1 too); a cluster (`address`) keeps the cluster's settings.
-    `options` go to ``ray.init``.
-
-    Ray 2.60 replaces ``ray.init(_node_ip_address="127.0.0.1")`` by the machine's routable
-    address, and its servers listen on all interfaces unless the node address is loopback. Its
-    switch for single-machine instances (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, the default on
-    macOS and Windows) keeps the node on 127.0.0.1: set here for the processes Ray starts and,
-    since Ray read it when imported, for this one.
-    """
-    import ray
-    from ray._private import ray_constants
-
-    if address is not None:
-        return ray.init(address=address, **options)
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    context = ray.init(
-        address="local",
-        num_cpus=num_cpus,
-        include_dashboard=dashboard,
-        dashboard_host="127.0.0.1",
-        **options,
-    )
-    node_address = ray.util.get_node_ip_address()
-    if node_address != "127.0.0.1":
-        ray.shutdown()
-        raise RuntimeError(
-            f"the local Ray instance took {node_address} as its address, not 127.0.0.1: its "
-            "ports would listen beyond this machine"
-        )
-    return context
 
 
 def main() -> None:

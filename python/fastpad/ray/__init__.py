@@ -16,8 +16,9 @@ reads it without copying and the C++ core writes the padded tensors directly.
 
 fastpad.ray needs Ray Data (``pip install 'fastpad[ray]'``); ``import fastpad`` never imports it.
 
-Layout: `_collate` (`Collate`), `_tokenize` (`Tokenize`), `_common` (what both share: Arrow
-batches, tokenizers given by name and loaded once per process).
+Layout: `_collate` (`Collate`), `_tokenize` (`Tokenize`), `_local` (`init_ray`: a local Ray kept
+on 127.0.0.1), `_common` (what both share: Arrow batches, tokenizers given by name and loaded once
+per process).
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ except ImportError as error:  # pragma: no cover - exercised in a subprocess wit
     ) from error
 
 from ._collate import Collate
+from ._local import init_ray
 from ._tokenize import Tokenize
 
-__all__ = ["Collate", "Tokenize"]
+__all__ = ["Collate", "Tokenize", "init_ray"]
 
 # The public path in reprs and pickles (which name a class by module and name), whatever private
 # module defines the class.
