@@ -195,7 +195,7 @@ def run_encode(
                 stats["prefetcher"] = prepared  # type: ignore[assignment]
                 return prepared
 
-            fastpad._prefetch.prefetch = counting  # type: ignore[assignment]
+            fastpad._encode_overlapped.prefetch = counting  # type: ignore[assignment]
             try:
                 with fastpad.transformers_patched():
                     embeddings = fastpad.encode_overlapped(
@@ -204,7 +204,7 @@ def run_encode(
                         batch_size=batch_size,  # noqa: B023
                     )
             finally:
-                fastpad._prefetch.prefetch = prefetch
+                fastpad._encode_overlapped.prefetch = prefetch
             prefetch_stats = stats.pop("prefetcher").stats  # type: ignore[attr-defined]
             return (
                 embeddings,
