@@ -33,8 +33,11 @@ export FASTPAD_SANITIZED=1  # tests/test_leaks.py: RSS is inflated by the ASan q
 run_sanitized() { LD_PRELOAD="$preload" PYTHONPATH="$site" "$@"; }
 
 echo "-- the extension is instrumented and imports under the preloaded runtime"
-nm -D "$extension" | grep -q __asan_report_load || { echo "FAIL: no ASan instrumentation"; exit 1; }
-nm -D "$extension" | grep -q __ubsan_handle || { echo "FAIL: no UBSan instrumentation"; exit 1; }
+# Read into a variable first: `nm | grep -q` fails under pipefail when grep stops reading early
+# (nm then dies of SIGPIPE), which depends on where in the symbol list the match falls.
+symbols=$(nm -D "$extension")
+grep -q __asan_report_load <<<"$symbols" || { echo "FAIL: no ASan instrumentation"; exit 1; }
+grep -q __ubsan_handle <<<"$symbols" || { echo "FAIL: no UBSan instrumentation"; exit 1; }
 run_sanitized python -c "import fastpad, sys; assert fastpad.__file__.startswith('$site'), fastpad.__file__; print(fastpad.pad([[1, 2], [3]], pad_token_id=0, return_tensors='np'))"
 
 echo "-- test suite under ASan + UBSan"
